@@ -1,0 +1,368 @@
+// Engine: the control-thread side of the data plane. Holds the registry of rules, outputs and
+// capture interfaces, compiles one immutable RuleTable per shard and hands it over. Never on the
+// packet path.
+
+#include "engine/engine.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "absl/strings/str_format.h"
+#include "engine/cpu_list.h"
+#include "engine/internal/egress.h"
+#include "engine/internal/netdev.h"
+#include "engine/internal/shard.h"
+#include "engine/packet.h"
+#include "engine/steering.h"
+
+namespace mcr::engine {
+
+using internal::IngressCounters;
+using internal::LookupNetDev;
+using internal::NetDev;
+using internal::RuleTable;
+using internal::Shard;
+using internal::ShardCommand;
+
+namespace {
+
+std::string OutputName(const OutputSpec& o) {
+  char buf[INET_ADDRSTRLEN];
+  in_addr a{o.dst_addr};
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return absl::StrFormat("%s:%u@%s", buf, o.dst_port, o.interface);
+}
+
+// Largest UDP payload that may be one GSO segment on an interface: one IP datagram, no options.
+uint16_t MaxGsoSegment(int mtu) { return static_cast<uint16_t>(std::max(mtu - 28, 0)); }
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  struct Output {
+    OutputSpec spec;
+    int fd = -1;
+    NetDev dev;  // what the socket was opened against
+    std::unique_ptr<OutputCounters> counters = std::make_unique<OutputCounters>();
+    ~Output() {
+      if (fd >= 0) close(fd);
+    }
+  };
+  struct Rule {
+    RuleSpec spec;
+    int shard = 0;
+    std::unique_ptr<RuleCounters> counters = std::make_unique<RuleCounters>();
+    std::vector<std::unique_ptr<Output>> outputs;
+  };
+  struct Input {
+    int ifindex = 0;  // of the open capture sockets; 0: not open
+    std::vector<std::unique_ptr<IngressCounters>> counters;  // per shard
+  };
+
+  explicit Impl(EngineOptions options) : options_(std::move(options)) {}
+
+  absl::Status Start() {
+    if (options_.ingress == IngressMode::kRecv)
+      return absl::UnimplementedError(
+          "--ingress recv is not available in this build yet; use --ingress ring");
+    if (options_.cpus.empty()) {
+      auto cpus = AllowedCpus();
+      if (!cpus.ok()) return cpus.status();
+      options_.cpus = *cpus;
+    }
+    if (options_.cpus.size() > 256)
+      return absl::InvalidArgumentError("at most 256 shards (a fanout group holds 256 members)");
+    const uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
+    if (options_.ring_block_size < 16 * 1024 || options_.ring_block_size % page != 0)
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "ring block size %u must be a multiple of %u and at least 16384",
+          options_.ring_block_size, page));
+    if (options_.ring_block_count < 2)
+      return absl::InvalidArgumentError("ring block count must be at least 2");
+    if (options_.ring_block_timeout_ms < 1 || options_.ring_block_timeout_ms > 1000)
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "ring block timeout %u ms is out of range 1..1000", options_.ring_block_timeout_ms));
+    socket_filter_ = BuildSocketFilter();
+    fanout_program_ = BuildFanoutProgram();
+    const int n = static_cast<int>(options_.cpus.size());
+    for (int i = 0; i < n; ++i) {
+      internal::ShardConfig cfg;
+      cfg.index = i;
+      cfg.cpu = options_.cpus[i];
+      cfg.num_shards = n;
+      cfg.ring = {options_.ring_block_size, options_.ring_block_count,
+                  options_.ring_block_timeout_ms};
+      cfg.socket_filter = &socket_filter_;
+      shards_.push_back(std::make_unique<Shard>(cfg));
+      if (absl::Status st = shards_.back()->Start(); !st.ok()) {
+        shards_.clear();
+        return st;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  ~Impl() {
+    for (auto& s : shards_) s->Stop();
+    shards_.clear();
+  }
+
+  int ShardFor(uint32_t group, uint16_t port) const {
+    return static_cast<int>(mcr::engine::ShardFor(group, port, shards_.size()));
+  }
+
+  absl::Status Apply(const std::vector<RuleSpec>& specs) {
+    std::lock_guard lock(mu_);
+    // 1. New registry: unchanged rules move over with their sockets and counters.
+    std::map<std::string, std::unique_ptr<Rule>> next;
+    for (const RuleSpec& spec : specs) {
+      auto it = rules_.find(spec.id);
+      if (it != rules_.end() && it->second->spec == spec) {
+        next[spec.id] = nullptr;  // placeholder: moved in step 4, once nothing can fail
+        continue;
+      }
+      auto rule = std::make_unique<Rule>();
+      rule->spec = spec;
+      rule->shard = ShardFor(spec.input_group, spec.input_port);
+      for (const OutputSpec& o : spec.outputs) {
+        auto out = std::make_unique<Output>();
+        out->spec = o;
+        if (absl::Status st = OpenOutput(*out); !st.ok()) return st;  // `next` frees the rest
+        rule->outputs.push_back(std::move(out));
+      }
+      next[spec.id] = std::move(rule);
+    }
+    // 2. Capture every input interface the new set names (already open ones stay).
+    std::set<std::string> wanted;
+    for (const RuleSpec& spec : specs) wanted.insert(spec.input_interface);
+    std::vector<std::string> opened;
+    for (const std::string& name : wanted) {
+      if (inputs_.count(name)) continue;
+      Input& in = inputs_[name];
+      for (size_t i = 0; i < shards_.size(); ++i)
+        in.counters.push_back(std::make_unique<IngressCounters>());
+      if (absl::Status st = OpenInput(name, in); !st.ok()) {
+        for (const std::string& o : opened) CloseInput(inputs_[o]), inputs_.erase(o);
+        inputs_.erase(name);
+        return st;
+      }
+      opened.push_back(name);
+    }
+    // 3. Nothing can fail from here on: commit.
+    for (auto& [id, rule] : next) {
+      if (rule == nullptr) rule = std::move(rules_[id]);
+    }
+    rules_.swap(next);  // `next` now holds removed and replaced rules: freed after the swap
+    PublishTables();
+    next.clear();  // closes sockets of rules no shard refers to any more
+    for (auto it = inputs_.begin(); it != inputs_.end();) {
+      if (wanted.count(it->first)) {
+        ++it;
+        continue;
+      }
+      CloseInput(it->second);
+      it = inputs_.erase(it);
+    }
+    return absl::OkStatus();
+  }
+
+  void Refresh() {
+    std::lock_guard lock(mu_);
+    for (auto& [name, in] : inputs_) {
+      const NetDev dev = LookupNetDev(name);
+      if (dev.ifindex == in.ifindex) continue;  // same interface (up or down): socket recovers
+      // Deleted, or re-created with a new index: the old socket receives nothing any more.
+      if (in.ifindex) CloseInput(in);
+      (void)OpenInput(name, in);  // a failure leaves it closed; the next event retries
+    }
+    std::vector<int> stale_fds;
+    for (auto& [id, rule] : rules_) {
+      for (auto& out : rule->outputs) {
+        const NetDev dev = LookupNetDev(out->spec.interface);
+        if (dev.ifindex == out->dev.ifindex && dev.has_addr == out->dev.has_addr &&
+            dev.addr.s_addr == out->dev.addr.s_addr && dev.mtu == out->dev.mtu)
+          continue;
+        stale_fds.push_back(out->fd);  // still in the running tables: close after the swap
+        out->fd = -1;
+        (void)OpenOutput(*out);
+      }
+    }
+    PublishTables();
+    for (int fd : stale_fds)
+      if (fd >= 0) close(fd);
+  }
+
+  EngineStats Snapshot() const {
+    std::lock_guard lock(mu_);
+    EngineStats st;
+    for (const auto& shard : shards_) {
+      const internal::ShardCounters& c = shard->counters();
+      ShardStats s;
+      s.index = shard->index();
+      s.cpu = shard->cpu();
+      s.numa_node = shard->numa_node();
+      s.rules = shard->rule_count();
+      s.received = c.received.Load();
+      s.unmatched = c.unmatched.Load();
+      s.steering_mismatch = c.steering_mismatch.Load();
+      for (size_t r = 1; r < c.drops.size(); ++r)  // 0 is kOk
+        s.drops.emplace_back(ParseResultName(static_cast<ParseResult>(r)), c.drops[r].Load());
+      for (const auto& [name, in] : inputs_)
+        s.kernel_drops.emplace_back(name, in.counters[s.index]->kernel_drops.Load());
+      s.busy_ratio = c.busy_ppm.Load() / 1e6;
+      st.shards.push_back(std::move(s));
+    }
+    std::set<std::string> names;
+    for (const auto& [id, rule] : rules_) {
+      RuleStats r;
+      r.spec = rule->spec;
+      r.shard = rule->shard;
+      auto in = inputs_.find(rule->spec.input_interface);
+      r.input_up = in != inputs_.end() && in->second.ifindex != 0;
+      r.packets = rule->counters->packets.Load();
+      r.bytes = rule->counters->bytes.Load();
+      names.insert(rule->spec.input_interface);
+      for (const auto& out : rule->outputs) {
+        OutputStats o;
+        o.name = OutputName(out->spec);
+        o.spec = out->spec;
+        o.active = out->fd >= 0;
+        o.packets = out->counters->packets.Load();
+        o.bytes = out->counters->bytes.Load();
+        for (size_t e = 0; e < o.errors.size(); ++e) o.errors[e] = out->counters->errors[e].Load();
+        r.outputs.push_back(std::move(o));
+        names.insert(out->spec.interface);
+      }
+      st.rules.push_back(std::move(r));
+    }
+    for (const std::string& name : names) {
+      const NetDev dev = LookupNetDev(name);
+      st.interfaces.push_back(InterfaceStats{name, dev.ifindex, dev.up});
+    }
+    return st;
+  }
+
+  size_t shard_count() const { return shards_.size(); }
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  // Opens an output's socket against the interface as it is now. A missing interface or
+  // address leaves the output inactive (fd -1; its datagrams count as no_interface) until
+  // Refresh(); any other failure is an error.
+  absl::Status OpenOutput(Output& out) {
+    out.dev = LookupNetDev(out.spec.interface);
+    if (out.dev.ifindex == 0 || !out.dev.has_addr) return absl::OkStatus();
+    auto fd = internal::OpenOutputSocket(out.spec, out.dev.ifindex, out.dev.addr,
+                                         options_.egress_sndbuf);
+    if (!fd.ok()) {
+      if (absl::IsUnavailable(fd.status()) && LookupNetDev(out.spec.interface).ifindex == 0)
+        return absl::OkStatus();  // vanished meanwhile
+      return fd.status();
+    }
+    out.fd = *fd;
+    return absl::OkStatus();
+  }
+
+  // Opens one capture socket per shard, strictly in shard order, so that fanout member index i
+  // is shard i. A missing interface leaves the input closed (ifindex 0) until Refresh().
+  absl::Status OpenInput(const std::string& name, Input& in) {
+    const NetDev dev = LookupNetDev(name);
+    in.ifindex = 0;
+    if (dev.ifindex == 0) return absl::OkStatus();
+    internal::FanoutJoin join;
+    join.enabled = shards_.size() > 1;
+    join.program = &fanout_program_;
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      auto cmd = std::make_unique<ShardCommand>();
+      cmd->kind = ShardCommand::Kind::kOpenInput;
+      cmd->ifindex = dev.ifindex;
+      cmd->ingress_counters = in.counters[i].get();
+      cmd->fanout = join;
+      cmd->fanout.first = (i == 0);
+      cmd = shards_[i]->Execute(std::move(cmd));
+      if (!cmd->status.ok()) {
+        for (size_t j = 0; j < i; ++j) CloseOn(j, dev.ifindex);
+        return absl::Status(cmd->status.code(),
+                            absl::StrFormat("input interface %s: %s", name, cmd->status.message()));
+      }
+      if (i == 0) join.id = cmd->fanout.id;
+    }
+    in.ifindex = dev.ifindex;
+    return absl::OkStatus();
+  }
+
+  void CloseOn(size_t shard, int ifindex) {
+    auto cmd = std::make_unique<ShardCommand>();
+    cmd->kind = ShardCommand::Kind::kCloseInput;
+    cmd->ifindex = ifindex;
+    shards_[shard]->Execute(std::move(cmd));
+  }
+
+  void CloseInput(Input& in) {
+    if (in.ifindex == 0) return;
+    for (size_t i = 0; i < shards_.size(); ++i) CloseOn(i, in.ifindex);
+    in.ifindex = 0;
+  }
+
+  // Compiles one table per shard from the registry and swaps it in; returns when every shard
+  // adopted its table. The old tables come back and are freed here, on the control thread.
+  void PublishTables() {
+    std::vector<std::unique_ptr<RuleTable>> tables;
+    for (size_t i = 0; i < shards_.size(); ++i) tables.push_back(std::make_unique<RuleTable>());
+    for (const auto& [id, rule] : rules_) {
+      auto in = inputs_.find(rule->spec.input_interface);
+      if (in == inputs_.end() || in->second.ifindex == 0) continue;
+      RuleTable& t = *tables[rule->shard];
+      internal::RuleEntry entry;
+      entry.counters = rule->counters.get();
+      for (const auto& out : rule->outputs) {
+        internal::OutputEntry oe;
+        oe.fd = out->fd;
+        oe.dscp = out->spec.dscp;
+        oe.max_gso_segment = MaxGsoSegment(out->dev.mtu);
+        oe.counters = out->counters.get();
+        entry.outputs.push_back(t.AddOutput(oe));
+      }
+      t.AddRule({in->second.ifindex, rule->spec.input_group, rule->spec.input_port,
+                 rule->spec.input_source},
+                std::move(entry));
+    }
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      auto cmd = std::make_unique<ShardCommand>();
+      cmd->kind = ShardCommand::Kind::kSwapTable;
+      cmd->table = std::move(tables[i]);
+      cmd = shards_[i]->Execute(std::move(cmd));  // cmd->table is now the old one: freed here
+    }
+  }
+
+  EngineOptions options_;
+  std::vector<sock_filter> socket_filter_;
+  std::vector<sock_filter> fanout_program_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  mutable std::mutex mu_;  // guards the registry below against Snapshot() from other threads
+  std::map<std::string, std::unique_ptr<Rule>> rules_;
+  std::map<std::string, Input> inputs_;
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(EngineOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status st = impl->Start(); !st.ok()) return st;
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+absl::Status Engine::ApplyRules(const std::vector<RuleSpec>& rules) { return impl_->Apply(rules); }
+void Engine::RefreshInterfaces() { impl_->Refresh(); }
+EngineStats Engine::Snapshot() const { return impl_->Snapshot(); }
+int Engine::ShardFor(uint32_t group, uint16_t port) const { return impl_->ShardFor(group, port); }
+size_t Engine::shard_count() const { return impl_->shard_count(); }
+const EngineOptions& Engine::options() const { return impl_->options(); }
+
+}  // namespace mcr::engine

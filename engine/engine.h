@@ -1,0 +1,127 @@
+#pragma once
+// The data-plane facade: starts one pinned shard per CPU and turns rule sets into per-shard
+// immutable tables. Owned by the daemon's main; every method except Snapshot() is called from the
+// control thread only. The engine never logs per packet and never calls into other layers.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/counters.h"
+#include "engine/rule.h"
+
+namespace mcr::engine {
+
+enum class IngressMode {
+  kRing,  // TPACKET_V3 ring woken by io_uring multishot poll (default; cheapest per packet)
+  kRecv,  // io_uring multishot receive into a provided buffer ring (lowest latency)
+};
+
+/// Engine start-up options. Validated by Engine::Start.
+struct EngineOptions {
+  /// CPUs to run shards on, one shard each, in this order (shard i on cpus[i]). Empty: every CPU
+  /// the process may run on.
+  std::vector<int> cpus;
+  /// Ingress mechanism.
+  IngressMode ingress = IngressMode::kRing;
+  /// TPACKET_V3 block size in bytes; a multiple of the page size, at least 16 KiB (a block must
+  /// hold the largest frame). Default 128 KiB.
+  uint32_t ring_block_size = 128 * 1024;
+  /// TPACKET_V3 blocks per socket (per shard and input interface). Default 64 (8 MiB ring).
+  uint32_t ring_block_count = 64;
+  /// TPACKET_V3 block retire timeout in milliseconds: the longest a partly filled block waits
+  /// before it is handed to the shard (ring mode latency bound). Default 1 ms.
+  uint32_t ring_block_timeout_ms = 1;
+  /// Egress socket send buffer in bytes (SO_SNDBUFFORCE when permitted). Default 4 MiB.
+  uint32_t egress_sndbuf = 4 * 1024 * 1024;
+};
+
+/// Counter snapshot of one output. `name` is "group:port@interface".
+struct OutputStats {
+  std::string name;
+  OutputSpec spec;
+  bool active = false;  // socket open (interface present with an IPv4 address)
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  std::array<uint64_t, static_cast<size_t>(EgressError::kCount)> errors{};
+};
+
+/// Counter snapshot of one rule.
+struct RuleStats {
+  RuleSpec spec;
+  int shard = 0;
+  bool input_up = false;  // input interface present and captured
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  std::vector<OutputStats> outputs;
+};
+
+/// Snapshot of one shard.
+struct ShardStats {
+  int index = 0;
+  int cpu = 0;
+  int numa_node = -1;
+  size_t rules = 0;
+  uint64_t received = 0;           // frames taken from the kernel (all interfaces)
+  uint64_t unmatched = 0;          // well-formed UDP with no rule on this shard
+  uint64_t steering_mismatch = 0;  // frames whose hash names another shard (group being rebuilt)
+  /// Drops by reason name ("fragment", "not_udp", "truncated_ip", ...), every reason listed.
+  std::vector<std::pair<std::string, uint64_t>> drops;
+  /// Kernel ring drops (PACKET_STATISTICS tp_drops, accumulated) per input interface name.
+  std::vector<std::pair<std::string, uint64_t>> kernel_drops;
+  double busy_ratio = 0;  // share of wall time spent working rather than waiting, last interval
+};
+
+struct InterfaceStats {
+  std::string name;
+  int ifindex = 0;  // 0: does not exist now
+  bool up = false;  // exists, administratively and operationally up
+};
+
+struct EngineStats {
+  std::vector<ShardStats> shards;
+  std::vector<RuleStats> rules;
+  std::vector<InterfaceStats> interfaces;  // every interface a rule names
+};
+
+class Engine {
+ public:
+  /// Starts the shards (pinned, each allocating its own state after pinning). Fails with a
+  /// message naming the problem: a CPU the process may not use, io_uring unavailable, ...
+  static absl::StatusOr<std::unique_ptr<Engine>> Start(EngineOptions options);
+  /// Stops and joins every shard; closes every socket.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Replaces the running rule set with `rules` (already validated, ids unique). Rules whose spec
+  /// is unchanged keep their sockets and counters and lose no packet. Returns once every shard
+  /// has adopted the new set. On error nothing changed. Control thread only.
+  absl::Status ApplyRules(const std::vector<RuleSpec>& rules);
+
+  /// Re-resolves interface names after a link or address change (rtnetlink event): rebuilds
+  /// capture sockets of input interfaces that appeared, vanished or were re-created, and output
+  /// sockets whose interface or address changed. Rules stay. Control thread only.
+  void RefreshInterfaces();
+
+  /// Reads every counter. Any thread; takes the registry lock, never blocks a shard.
+  EngineStats Snapshot() const;
+
+  /// Which shard owns a rule with this input (the same placement the kernel's fanout computes).
+  int ShardFor(uint32_t group, uint16_t port) const;
+  size_t shard_count() const;
+  const EngineOptions& options() const;
+
+ private:
+  class Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+using EnginePtr = std::unique_ptr<Engine>;
+
+}  // namespace mcr::engine

@@ -1,0 +1,21 @@
+#pragma once
+// Interface lookups by name (control thread): index, first IPv4 address, MTU, state.
+
+#include <netinet/in.h>
+
+#include <string>
+
+namespace mcr::engine::internal {
+
+struct NetDev {
+  int ifindex = 0;         // 0: no such interface
+  bool has_addr = false;   // an IPv4 address is configured
+  in_addr addr{};          // the first IPv4 address
+  int mtu = 1500;
+  bool up = false;         // IFF_UP and IFF_RUNNING
+};
+
+/// Looks the interface up now. Never fails: a missing interface has ifindex 0.
+NetDev LookupNetDev(const std::string& name);
+
+}  // namespace mcr::engine::internal

@@ -1,0 +1,502 @@
+// End-to-end tests of the engine alone, against the real kernel: namespaces and veth pairs
+// (tests/rig/netns_fixture.h), real UDP sockets as sender and receiver, AF_PACKET for frames a
+// socket cannot send (unroutable sources, malformed shapes). The daemon and CLI are exercised by
+// tests/e2e/*.sh; these pin down the data plane's behaviour directly.
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "engine/engine.h"
+#include "engine/packet.h"
+#include "gtest/gtest.h"
+#include "tests/rig/netns_fixture.h"
+
+namespace mcr::engine {
+namespace {
+
+using mcr::testing::NetnsRig;
+using mcr::testing::NetnsScope;
+
+uint32_t Addr(const char* s) {
+  in_addr a{};
+  inet_pton(AF_INET, s, &a);
+  return a.s_addr;
+}
+
+// Payload: 8-byte sequence, 4-byte flow id, then a pattern derived from both.
+std::vector<uint8_t> MakePayload(uint64_t seq, uint32_t flow, size_t size) {
+  std::vector<uint8_t> p(size);
+  memcpy(p.data(), &seq, 8);
+  memcpy(p.data() + 8, &flow, 4);
+  for (size_t i = 12; i < size; ++i) p[i] = static_cast<uint8_t>(seq * 31 + flow * 7 + i);
+  return p;
+}
+
+struct Received {
+  std::vector<uint8_t> payload;
+  int ttl = -1;
+  int tos = -1;
+};
+
+class Receiver {
+ public:
+  // Joins `group` (multicast) or binds a local unicast address, on `ifname`, in the caller's
+  // namespace (the socket stays in it).
+  Receiver(const char* group, uint16_t port, const char* ifname) {
+    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int one = 1, buf = 64 << 20;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
+    setsockopt(fd_, IPPROTO_IP, IP_RECVTTL, &one, sizeof one);
+    setsockopt(fd_, IPPROTO_IP, IP_RECVTOS, &one, sizeof one);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = Addr(group);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
+    if (IsMulticast(Addr(group))) {
+      ip_mreqn m{};
+      m.imr_multiaddr.s_addr = Addr(group);
+      m.imr_ifindex = static_cast<int>(if_nametoindex(ifname));
+      EXPECT_EQ(setsockopt(fd_, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m), 0) << strerror(errno);
+    }
+  }
+  ~Receiver() { close(fd_); }
+
+  // Collects datagrams until `n` arrived or `idle_ms` passed without one.
+  std::vector<Received> Collect(size_t n, int idle_ms = 1500) {
+    std::vector<Received> out;
+    while (out.size() < n) {
+      pollfd pfd{fd_, POLLIN, 0};
+      if (poll(&pfd, 1, idle_ms) <= 0) break;
+      Received r;
+      r.payload.resize(9000);
+      iovec iov{r.payload.data(), r.payload.size()};
+      alignas(cmsghdr) char ctl[256];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = ctl;
+      msg.msg_controllen = sizeof ctl;
+      ssize_t len = recvmsg(fd_, &msg, 0);
+      if (len < 0) break;
+      r.payload.resize(static_cast<size_t>(len));
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != IPPROTO_IP) continue;
+        if (c->cmsg_type == IP_TTL) memcpy(&r.ttl, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_type == IP_TOS) r.tos = *reinterpret_cast<uint8_t*>(CMSG_DATA(c));
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+class Sender {
+ public:
+  Sender(const char* ifname, int tos = 0) {
+    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ip_mreqn m{};
+    m.imr_ifindex = static_cast<int>(if_nametoindex(ifname));
+    setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m);
+    int ttl = 8;
+    setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl);
+    setsockopt(fd_, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+  }
+  ~Sender() { close(fd_); }
+  void Send(const char* dst, uint16_t port, const std::vector<uint8_t>& payload) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = Addr(dst);
+    ASSERT_EQ(sendto(fd_, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&sa),
+                     sizeof sa),
+              static_cast<ssize_t>(payload.size()))
+        << strerror(errno);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Paces bursts so the veth backlog (netdev_max_backlog, 1000 by default) never overflows.
+void Pace(uint64_t i) {
+  if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(700));
+}
+
+// Sends hand-built Ethernet frames through AF_PACKET: any source address, any malformation.
+class RawSender {
+ public:
+  explicit RawSender(const char* ifname) {
+    fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    ifindex_ = static_cast<int>(if_nametoindex(ifname));
+    ifreq ifr{};
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    ioctl(fd_, SIOCGIFHWADDR, &ifr);
+    memcpy(src_mac_, ifr.ifr_hwaddr.sa_data, 6);
+  }
+  ~RawSender() { close(fd_); }
+
+  // An IPv4/UDP frame to a multicast group; `mutate` may break it before it is sent.
+  std::vector<uint8_t> Frame(const char* src, const char* dst, uint16_t port,
+                             const std::vector<uint8_t>& payload) {
+    std::vector<uint8_t> f(14 + 20 + 8 + payload.size());
+    const uint32_t d = Addr(dst);
+    const uint8_t* db = reinterpret_cast<const uint8_t*>(&d);
+    const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>(db[1] & 0x7f), db[2], db[3]};
+    memcpy(f.data(), mac, 6);
+    memcpy(f.data() + 6, src_mac_, 6);
+    f[12] = 0x08;
+    f[13] = 0x00;
+    auto* ip = reinterpret_cast<iphdr*>(f.data() + 14);
+    ip->version = 4;
+    ip->ihl = 5;
+    ip->tot_len = htons(static_cast<uint16_t>(20 + 8 + payload.size()));
+    ip->ttl = 16;
+    ip->protocol = IPPROTO_UDP;
+    ip->saddr = Addr(src);
+    ip->daddr = d;
+    uint32_t sum = 0;
+    for (int i = 0; i < 10; ++i) sum += reinterpret_cast<uint16_t*>(ip)[i];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ip->check = static_cast<uint16_t>(~sum);
+    auto* udp = reinterpret_cast<udphdr*>(f.data() + 34);
+    udp->source = htons(4000);
+    udp->dest = htons(port);
+    udp->len = htons(static_cast<uint16_t>(8 + payload.size()));
+    memcpy(f.data() + 42, payload.data(), payload.size());
+    return f;
+  }
+  void Send(const std::vector<uint8_t>& frame) {
+    sockaddr_ll ll{};
+    ll.sll_family = AF_PACKET;
+    ll.sll_ifindex = ifindex_;
+    ll.sll_halen = 6;
+    memcpy(ll.sll_addr, frame.data(), 6);
+    ASSERT_EQ(sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&ll),
+                     sizeof ll),
+              static_cast<ssize_t>(frame.size()))
+        << strerror(errno);
+  }
+
+ private:
+  int fd_ = -1;
+  int ifindex_ = 0;
+  uint8_t src_mac_[6] = {};
+};
+
+OutputSpec Out(const char* dst, uint16_t port, const char* ifname, uint8_t ttl = 0,
+               int dscp = -1) {
+  OutputSpec o;
+  o.dst_addr = Addr(dst);
+  o.dst_port = port;
+  o.interface = ifname;
+  o.ttl = ttl;
+  o.dscp = dscp;
+  return o;
+}
+
+RuleSpec Rule(const char* id, const char* ifname, const char* group, uint16_t port,
+              std::vector<OutputSpec> outs, const char* source = nullptr) {
+  RuleSpec r;
+  r.id = id;
+  r.input_interface = ifname;
+  r.input_group = Addr(group);
+  r.input_port = port;
+  r.input_source = source ? Addr(source) : 0;
+  r.outputs = std::move(outs);
+  return r;
+}
+
+const RuleStats* FindRule(const EngineStats& st, const std::string& id) {
+  for (const auto& r : st.rules)
+    if (r.spec.id == id) return &r;
+  return nullptr;
+}
+
+uint64_t Drops(const EngineStats& st, const std::string& reason) {
+  uint64_t n = 0;
+  for (const auto& s : st.shards)
+    for (const auto& [name, v] : s.drops)
+      if (name == reason) n += v;
+  return n;
+}
+
+// Counters are published by the shard after each block; wait until `pred` holds or 3 s pass.
+template <typename Pred>
+EngineStats WaitStats(const Engine& e, Pred pred) {
+  EngineStats st = e.Snapshot();
+  for (int i = 0; i < 300 && !pred(st); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    st = e.Snapshot();
+  }
+  return st;
+}
+
+class EngineRelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = NetnsRig::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+    rig_ = std::make_unique<NetnsRig>(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    rig_->StandardTopology();
+  }
+  void TearDown() override {
+    {
+      if (engine_) {
+        NetnsScope in(*rig_, "rly");
+        engine_.reset();
+      }
+    }
+    rig_.reset();
+  }
+  void StartEngine(std::vector<int> cpus = {0}) {
+    NetnsScope in(*rig_, "rly");
+    EngineOptions o;
+    o.cpus = std::move(cpus);
+    auto e = Engine::Start(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = std::move(*e);
+  }
+  void Apply(const std::vector<RuleSpec>& rules) {
+    NetnsScope in(*rig_, "rly");
+    absl::Status st = engine_->ApplyRules(rules);
+    ASSERT_TRUE(st.ok()) << st;
+  }
+
+  std::unique_ptr<NetnsRig> rig_;
+  EnginePtr engine_;
+};
+
+TEST_F(EngineRelayTest, MulticastToMulticastInOrderIntactWithDefaultTtlAndCopiedDscp) {
+  StartEngine();
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  {
+    NetnsScope in(*rig_, "rcv");
+    rx = std::make_unique<Receiver>("239.2.2.2", 6000, "veth0");
+  }
+  constexpr uint64_t kN = 3000;
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth0", 46 << 2);  // EF
+    for (uint64_t i = 0; i < kN; ++i) {
+      tx.Send("239.1.1.1", 5000, MakePayload(i, 1, 1200));
+      Pace(i);
+    }
+  }
+  auto got = rx->Collect(kN);
+  ASSERT_EQ(got.size(), kN);
+  for (uint64_t i = 0; i < kN; ++i) {
+    ASSERT_EQ(got[i].payload, MakePayload(i, 1, 1200)) << "datagram " << i;
+    EXPECT_EQ(got[i].ttl, 1);          // multicast default: the next router drops it
+    EXPECT_EQ(got[i].tos >> 2, 46);    // DSCP copied from the input
+  }
+  EngineStats st = WaitStats(*engine_, [](const EngineStats& s) {
+    const RuleStats* r = FindRule(s, "r1");
+    return r && r->packets == kN && r->outputs[0].packets == kN;
+  });
+  const RuleStats* r = FindRule(st, "r1");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->packets, kN);
+  EXPECT_EQ(r->bytes, kN * 1200);
+  EXPECT_EQ(r->outputs[0].packets, kN);
+  EXPECT_EQ(r->outputs[0].bytes, kN * 1200);
+  EXPECT_TRUE(r->input_up);
+  EXPECT_TRUE(r->outputs[0].active);
+}
+
+TEST_F(EngineRelayTest, ConfiguredTtlAndDscpAndUnicastOutput) {
+  StartEngine();
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000,
+              {Out("239.2.2.2", 6000, "out0", 7, 10), Out("10.10.2.2", 7000, "out0", 9, 0)})});
+  std::unique_ptr<Receiver> mc, uc;
+  {
+    NetnsScope in(*rig_, "rcv");
+    mc = std::make_unique<Receiver>("239.2.2.2", 6000, "veth0");
+    uc = std::make_unique<Receiver>("10.10.2.2", 7000, "veth0");
+  }
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth0", 46 << 2);
+    for (uint64_t i = 0; i < 100; ++i) tx.Send("239.1.1.1", 5000, MakePayload(i, 1, 300));
+  }
+  auto a = mc->Collect(100), b = uc->Collect(100);
+  ASSERT_EQ(a.size(), 100u);
+  ASSERT_EQ(b.size(), 100u);
+  for (size_t i = 0; i < 100; ++i) {
+    EXPECT_EQ(a[i].payload, MakePayload(i, 1, 300));
+    EXPECT_EQ(b[i].payload, MakePayload(i, 1, 300));
+    EXPECT_EQ(a[i].ttl, 7);
+    EXPECT_EQ(a[i].tos >> 2, 10);
+    EXPECT_EQ(b[i].ttl, 9);
+    EXPECT_EQ(b[i].tos >> 2, 0);
+  }
+}
+
+TEST_F(EngineRelayTest, RelaysSourceTheRelayCannotRouteToUnderStrictRpFilter) {
+  rig_->Exec("rly", "sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.in0.rp_filter=1");
+  StartEngine();
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  {
+    NetnsScope in(*rig_, "rcv");
+    rx = std::make_unique<Receiver>("239.2.2.2", 6000, "veth0");
+  }
+  {
+    NetnsScope in(*rig_, "snd");
+    RawSender raw("veth0");
+    for (uint64_t i = 0; i < 200; ++i)
+      raw.Send(raw.Frame("198.51.100.7", "239.1.1.1", 5000, MakePayload(i, 1, 500)));
+  }
+  auto got = rx->Collect(200);
+  ASSERT_EQ(got.size(), 200u);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].payload, MakePayload(i, 1, 500));
+}
+
+TEST_F(EngineRelayTest, MalformedFramesAreCountedByReasonAndDropped) {
+  StartEngine();
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  {
+    NetnsScope in(*rig_, "rcv");
+    rx = std::make_unique<Receiver>("239.2.2.2", 6000, "veth0");
+  }
+  {
+    NetnsScope in(*rig_, "snd");
+    RawSender raw("veth0");
+    const auto good = raw.Frame("10.10.1.1", "239.1.1.1", 5000, MakePayload(0, 1, 100));
+    auto frag = good;
+    frag[14 + 6] = 0x20;  // MF
+    raw.Send(frag);
+    auto bad_ihl = good;
+    bad_ihl[14] = 0x44;  // IHL 4
+    raw.Send(bad_ihl);
+    auto bad_udp_len = good;
+    bad_udp_len[34 + 4] = 0xff;  // UDP length beyond the datagram
+    raw.Send(bad_udp_len);
+    auto truncated = good;
+    truncated.resize(14 + 20 + 4);  // IP says more than the frame holds
+    raw.Send(truncated);
+    raw.Send(good);
+  }
+  auto got = rx->Collect(5, 800);
+  ASSERT_EQ(got.size(), 1u);  // only the well-formed frame is relayed
+  EngineStats st = WaitStats(*engine_, [](const EngineStats& s) {
+    return Drops(s, "fragment") == 1 && Drops(s, "bad_ihl") == 1 &&
+           Drops(s, "bad_udp_length") == 1 && Drops(s, "truncated_ip") == 1;
+  });
+  EXPECT_EQ(Drops(st, "fragment"), 1u);
+  EXPECT_EQ(Drops(st, "bad_ihl"), 1u);
+  EXPECT_EQ(Drops(st, "bad_udp_length"), 1u);
+  EXPECT_EQ(Drops(st, "truncated_ip"), 1u);
+  EXPECT_EQ(FindRule(st, "r1")->packets, 1u);
+}
+
+TEST_F(EngineRelayTest, NeverRecapturesItsOwnOutputOnTheInputInterface) {
+  StartEngine();
+  // r1 sends back out of its own input interface, to a (group, port) r2 captures there. If the
+  // relay saw its own output, r2 would count it.
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.1.1.1", 5001, "in0")}),
+         Rule("r2", "in0", "239.1.1.1", 5001, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> back;
+  {
+    NetnsScope in(*rig_, "snd");
+    back = std::make_unique<Receiver>("239.1.1.1", 5001, "veth0");
+    Sender tx("veth0");
+    for (uint64_t i = 0; i < 500; ++i) tx.Send("239.1.1.1", 5000, MakePayload(i, 1, 200));
+  }
+  ASSERT_EQ(back->Collect(500).size(), 500u);  // the output did go out of in0
+  EngineStats st = WaitStats(*engine_, [](const EngineStats& s) {
+    return FindRule(s, "r1")->packets == 500;
+  });
+  EXPECT_EQ(FindRule(st, "r1")->packets, 500u);
+  EXPECT_EQ(FindRule(st, "r2")->packets, 0u);
+}
+
+TEST_F(EngineRelayTest, SourceSpecificRuleWinsOverAnySourceRule) {
+  StartEngine();
+  Apply({Rule("any", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")}),
+         Rule("ssm", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6001, "out0")}, "198.51.100.7")});
+  std::unique_ptr<Receiver> any, ssm;
+  {
+    NetnsScope in(*rig_, "rcv");
+    any = std::make_unique<Receiver>("239.2.2.2", 6000, "veth0");
+    ssm = std::make_unique<Receiver>("239.2.2.2", 6001, "veth0");
+  }
+  {
+    NetnsScope in(*rig_, "snd");
+    RawSender raw("veth0");
+    for (uint64_t i = 0; i < 50; ++i) {
+      raw.Send(raw.Frame("198.51.100.7", "239.1.1.1", 5000, MakePayload(i, 1, 100)));
+      raw.Send(raw.Frame("198.51.100.8", "239.1.1.1", 5000, MakePayload(i, 2, 100)));
+    }
+  }
+  auto a = any->Collect(100, 800), s = ssm->Collect(100, 800);
+  ASSERT_EQ(a.size(), 50u);
+  ASSERT_EQ(s.size(), 50u);
+  for (size_t i = 0; i < 50; ++i) {
+    EXPECT_EQ(a[i].payload, MakePayload(i, 2, 100));
+    EXPECT_EQ(s[i].payload, MakePayload(i, 1, 100));
+  }
+}
+
+TEST_F(EngineRelayTest, TwoShardsKeepEveryFlowCompleteAndInOrder) {
+  StartEngine({0, 1});
+  constexpr int kFlows = 8;
+  std::vector<RuleSpec> rules;
+  std::set<int> shards;
+  for (int f = 0; f < kFlows; ++f) {
+    rules.push_back(Rule(("f" + std::to_string(f)).c_str(), "in0", "239.1.1.1",
+                         static_cast<uint16_t>(5000 + f),
+                         {Out("239.2.2.2", static_cast<uint16_t>(6000 + f), "out0")}));
+    shards.insert(engine_->ShardFor(Addr("239.1.1.1"), static_cast<uint16_t>(5000 + f)));
+  }
+  ASSERT_EQ(shards.size(), 2u) << "the flows should spread over both shards";
+  Apply(rules);
+  std::vector<std::unique_ptr<Receiver>> rx;
+  {
+    NetnsScope in(*rig_, "rcv");
+    for (int f = 0; f < kFlows; ++f)
+      rx.push_back(std::make_unique<Receiver>("239.2.2.2", static_cast<uint16_t>(6000 + f), "veth0"));
+  }
+  constexpr uint64_t kPerFlow = 1000;
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth0");
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < kPerFlow; ++i)
+      for (int f = 0; f < kFlows; ++f) {
+        tx.Send("239.1.1.1", static_cast<uint16_t>(5000 + f), MakePayload(i, f, 400));
+        Pace(n++);
+      }
+  }
+  for (int f = 0; f < kFlows; ++f) {
+    auto got = rx[f]->Collect(kPerFlow);
+    ASSERT_EQ(got.size(), kPerFlow) << "flow " << f;
+    for (uint64_t i = 0; i < kPerFlow; ++i)
+      ASSERT_EQ(got[i].payload, MakePayload(i, f, 400)) << "flow " << f << " datagram " << i;
+  }
+  EngineStats st = engine_->Snapshot();
+  for (const auto& s : st.shards) EXPECT_EQ(s.steering_mismatch, 0u) << "shard " << s.index;
+}
+
+}  // namespace
+}  // namespace mcr::engine
