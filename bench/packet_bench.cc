@@ -51,8 +51,8 @@ std::vector<uint8_t> MakeFrame(int tags, int ihl) {
 
 // What a shard does per frame before the rule lookup: parse, then check it owns the flow.
 void BM_ParseAndSteer(benchmark::State& state) {
-  const std::vector<uint8_t> frame = MakeFrame(static_cast<int>(state.range(0)),
-                                               static_cast<int>(state.range(1)));
+  const std::vector<uint8_t> frame =
+      MakeFrame(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
   uint64_t mine = 0;
   for (auto _ : state) {
     benchmark::DoNotOptimize(frame.data());  // the frame is "new" every iteration

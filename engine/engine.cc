@@ -68,9 +68,6 @@ class Engine::Impl {
   explicit Impl(EngineOptions options) : options_(std::move(options)) {}
 
   absl::Status Start() {
-    if (options_.ingress == IngressMode::kRecv)
-      return absl::UnimplementedError(
-          "--ingress recv is not available in this build yet; use --ingress ring");
     if (options_.cpus.empty()) {
       auto cpus = AllowedCpus();
       if (!cpus.ok()) return cpus.status();
@@ -96,6 +93,7 @@ class Engine::Impl {
       cfg.index = i;
       cfg.cpu = options_.cpus[i];
       cfg.num_shards = n;
+      cfg.recv_mode = options_.ingress == IngressMode::kRecv;
       cfg.ring = {options_.ring_block_size, options_.ring_block_count,
                   options_.ring_block_timeout_ms};
       cfg.socket_filter = &socket_filter_;

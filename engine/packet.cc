@@ -34,9 +34,10 @@ inline uint32_t Load32(const uint8_t* p) noexcept {
 }
 
 constexpr const char* kNames[] = {
-    "ok",           "truncated_ethernet", "too_many_vlan_tags", "not_ipv4",
-    "truncated_ip", "bad_ip_version",     "bad_ihl",            "bad_ip_total_length",
-    "not_udp",      "fragment",           "truncated_udp",      "bad_udp_length",
+    "ok",       "truncated_ethernet",  "too_many_vlan_tags",
+    "not_ipv4", "truncated_ip",        "bad_ip_version",
+    "bad_ihl",  "bad_ip_total_length", "not_udp",
+    "fragment", "truncated_udp",       "bad_udp_length",
 };
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(ParseResult::kCount),
               "every ParseResult needs a name");

@@ -15,7 +15,7 @@ namespace mcr::engine {
 /// ParseResultName gives the stable Prometheus label. Checks run in the order listed, so a frame is
 /// classified by the first rule it breaks.
 enum class ParseResult : uint8_t {
-  kOk,                // an IPv4 UDP datagram; *out is filled in
+  kOk,                 // an IPv4 UDP datagram; *out is filled in
   kTruncatedEthernet,  // frame ends inside the Ethernet header or an in-band VLAN tag
   kTooManyVlanTags,    // more than kMaxInbandVlanTags in-band 802.1Q/802.1ad tags
   kNotIpv4,            // EtherType (after tags) is not 0x0800: ARP, IPv6, LLDP, 802.3 length...

@@ -58,7 +58,17 @@ constexpr uint32_t Ancillary(uint32_t what) { return static_cast<uint32_t>(SKF_A
 
 // A straight-line assembler with forward labels, so the jump offsets below are computed rather
 // than counted by hand. Conditional jumps in classic BPF are 8-bit forward offsets.
-enum Label : int { kFallThrough = -1, kIpv4, kTagged, kTaggedInner, kHash, kAccept, kDrop, kLabels };
+enum Label : int {
+  kFallThrough = -1,
+  kIpv4,
+  kTagged,
+  kTaggedInner,
+  kHash,
+  kMemberZero,
+  kAccept,
+  kDrop,
+  kLabels
+};
 
 class Assembler {
  public:
@@ -126,16 +136,16 @@ void EmitFmix32(Assembler& a) {
 }
 
 // Loads the destination of an unfragmented UDP packet whose IPv4 header starts `ip` bytes after
-// the network header: A = dst address, M[0] = dst port; anything else jumps to kDrop.
-void EmitLoadUdpDestination(Assembler& a, uint32_t ip) {
+// the network header: A = dst address, M[0] = dst port; anything else jumps to `other`.
+void EmitLoadUdpDestination(Assembler& a, uint32_t ip, Label other) {
   a.Stmt(BPF_LD | BPF_H | BPF_ABS, Net(ip + kIpFragOff));
-  a.Jump(BPF_JSET, kMoreFragmentsOrOffset, kDrop, kFallThrough);
+  a.Jump(BPF_JSET, kMoreFragmentsOrOffset, other, kFallThrough);
   a.Stmt(BPF_LD | BPF_B | BPF_ABS, Net(ip + kIpProto));
-  a.Jump(BPF_JEQ, IPPROTO_UDP, kFallThrough, kDrop);
-  a.Stmt(BPF_LDX | BPF_B | BPF_MSH, Net(ip));                 // X = 4 * (IHL), options included
-  a.Stmt(BPF_LD | BPF_H | BPF_IND, Net(ip + kUdpDport));       // A = dport at [X + ip + 2]
-  a.Stmt(BPF_ST, 0);                                          // M[0] = dport
-  a.Stmt(BPF_LD | BPF_W | BPF_ABS, Net(ip + kIpDst));          // A = dst address
+  a.Jump(BPF_JEQ, IPPROTO_UDP, kFallThrough, other);
+  a.Stmt(BPF_LDX | BPF_B | BPF_MSH, Net(ip));             // X = 4 * (IHL), options included
+  a.Stmt(BPF_LD | BPF_H | BPF_IND, Net(ip + kUdpDport));  // A = dport at [X + ip + 2]
+  a.Stmt(BPF_ST, 0);                                      // M[0] = dport
+  a.Stmt(BPF_LD | BPF_W | BPF_ABS, Net(ip + kIpDst));     // A = dst address
 }
 
 }  // namespace
@@ -150,16 +160,16 @@ std::vector<sock_filter> BuildFanoutProgram() {
   a.Stmt(BPF_LD | BPF_W | BPF_ABS, Ancillary(SKF_AD_PROTOCOL));
   a.Jump(BPF_JEQ, ETH_P_IP, kIpv4, kFallThrough);
   a.Jump(BPF_JEQ, ETH_P_8021Q, kTagged, kFallThrough);
-  a.Jump(BPF_JEQ, ETH_P_8021AD, kTagged, kDrop);
+  a.Jump(BPF_JEQ, ETH_P_8021AD, kTagged, kMemberZero);
 
   a.Bind(kIpv4);
-  EmitLoadUdpDestination(a, 0);
+  EmitLoadUdpDestination(a, 0, kMemberZero);
   a.Goto(kHash);
 
   a.Bind(kTagged);
   a.Stmt(BPF_LD | BPF_H | BPF_ABS, Net(kVlanEncapProto));
-  a.Jump(BPF_JEQ, ETH_P_IP, kFallThrough, kDrop);
-  EmitLoadUdpDestination(a, kVlanHeaderLen);
+  a.Jump(BPF_JEQ, ETH_P_IP, kFallThrough, kMemberZero);
+  EmitLoadUdpDestination(a, kVlanHeaderLen, kMemberZero);
 
   a.Bind(kHash);  // A = dst address, M[0] = dst port: A = Fmix32(Fmix32(A) + M[0]).
   EmitFmix32(a);
@@ -168,7 +178,7 @@ std::vector<sock_filter> BuildFanoutProgram() {
   EmitFmix32(a);
   a.Stmt(BPF_RET | BPF_A, 0);
 
-  a.Bind(kDrop);  // "member 0", not a drop: the fanout program cannot drop.
+  a.Bind(kMemberZero);  // a fanout program cannot drop; member 0's socket filter decides
   a.Stmt(BPF_RET | BPF_K, 0);
   return a.Finish();
 }

@@ -1,10 +1,15 @@
 #pragma once
-// One AF_PACKET capture socket with a TPACKET_V3 receive ring on one interface, owned by one
-// shard. Opened from the shard's own thread (after pinning) so the kernel allocates the ring on
-// the shard's NUMA node, in shard order, so the fanout member index equals the shard index.
+// AF_PACKET capture sockets, owned by one shard and opened from its own thread (after pinning,
+// so the kernel allocates rings and buffers on the shard's NUMA node), in shard order, so the
+// fanout member index equals the shard index.
+//
+// Two ingress mechanisms share the socket set-up:
+//  - PacketRing: a TPACKET_V3 receive ring the shard walks block by block (default).
+//  - RecvBuffers: an io_uring provided-buffer ring for multishot receive (--ingress recv).
 
 #include <linux/filter.h>
 #include <linux/if_packet.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -12,6 +17,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+
+struct io_uring;
+struct io_uring_buf_ring;
 
 namespace mcr::engine::internal {
 
@@ -29,10 +37,37 @@ struct FanoutJoin {
   const std::vector<sock_filter>* program = nullptr;  // PACKET_FANOUT_CBPF program (first only)
 };
 
+// Steps of OpenCaptureSocket, below.
+absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_filter>& filter);
+absl::Status BindAndJoin(int fd, int ifindex, FanoutJoin* join);
+absl::Status CaptureError(const char* step, int ifindex);
+
+/// A capture socket set up in the order the kernel requires (DESIGN.md, "Steering"):
+/// socket(protocol 0) → filter → [configure, e.g. the ring] → bind → fanout → fanout program.
+/// `configure(fd)` runs between filter and bind and returns the name of the step that failed
+/// (errno set) or nullptr. Returns the fd or an error naming the failed step.
+template <typename Configure>
+absl::StatusOr<int> OpenCaptureSocket(int ifindex, const std::vector<sock_filter>& filter,
+                                      FanoutJoin* join, Configure&& configure) {
+  auto fd = CreateFilteredSocket(ifindex, filter);
+  if (!fd.ok()) return fd;
+  if (const char* step = configure(*fd); step != nullptr) {
+    absl::Status st = CaptureError(step, ifindex);
+    ::close(*fd);
+    return st;
+  }
+  if (absl::Status st = BindAndJoin(*fd, ifindex, join); !st.ok()) {
+    ::close(*fd);
+    return st;
+  }
+  return fd;
+}
+
+/// Frames dropped by the kernel on `fd` since the last call (PACKET_STATISTICS clears on read).
+uint64_t TakeKernelDrops(int fd) noexcept;
+
 class PacketRing {
  public:
-  /// Opens, filters, maps and binds the socket and joins the fanout group, in the order the
-  /// kernel requires (DESIGN.md, "Steering"). Returns the ring or an error naming the step.
   static absl::StatusOr<std::unique_ptr<PacketRing>> Open(int ifindex, const RingGeometry& geo,
                                                           const std::vector<sock_filter>& filter,
                                                           FanoutJoin* join);
@@ -60,9 +95,6 @@ class PacketRing {
     current_ = (current_ + 1 == block_count_) ? 0 : current_ + 1;
   }
 
-  /// Frames dropped by the kernel since the last call (PACKET_STATISTICS clears on read).
-  uint64_t TakeKernelDrops() noexcept;
-
  private:
   PacketRing() = default;
   int fd_ = -1;
@@ -74,6 +106,39 @@ class PacketRing {
   uint32_t current_ = 0;
 };
 
+/// Buffers for io_uring multishot receive on one capture socket: a provided-buffer ring
+/// registered with the shard's io_uring under group id `bgid`. The kernel picks a buffer per
+/// frame; the shard hands it back with Recycle() once every send pointing into it completed.
+class RecvBuffers {
+ public:
+  static constexpr uint32_t kCount = 512;        // frames in flight per socket (power of two)
+  static constexpr uint32_t kSize = 9216;        // holds a 9000-byte MTU frame plus tags
+
+  /// Allocates and registers the buffers. Returns them or an error (e.g. ENOMEM, EINVAL on
+  /// kernels without buffer rings).
+  static absl::StatusOr<std::unique_ptr<RecvBuffers>> Register(io_uring* ring, uint16_t bgid);
+  /// Unregisters (the receive using them must have ended) and frees.
+  ~RecvBuffers();
+  RecvBuffers(const RecvBuffers&) = delete;
+  RecvBuffers& operator=(const RecvBuffers&) = delete;
+
+  uint16_t bgid() const { return bgid_; }
+  const uint8_t* Buffer(uint32_t bid) const { return data_ + size_t{bid} * kSize; }
+  /// Queues buffer `bid` for return; Publish() makes the queued ones visible to the kernel.
+  void Recycle(uint32_t bid) noexcept;
+  void Publish() noexcept;
+
+ private:
+  RecvBuffers() = default;
+  io_uring* uring_ = nullptr;
+  io_uring_buf_ring* br_ = nullptr;
+  size_t br_size_ = 0;
+  uint8_t* data_ = nullptr;
+  uint16_t bgid_ = 0;
+  uint32_t pending_ = 0;
+};
+
 using PacketRingPtr = std::unique_ptr<PacketRing>;
+using RecvBuffersPtr = std::unique_ptr<RecvBuffers>;
 
 }  // namespace mcr::engine::internal

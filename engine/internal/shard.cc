@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -25,7 +26,7 @@ namespace mcr::engine::internal {
 namespace {
 
 // io_uring user_data: operation in the top byte, the capture ring's id below.
-enum Op : uint64_t { kOpWake = 1, kOpPoll = 2 };
+enum Op : uint64_t { kOpWake = 1, kOpPoll = 2, kOpRecv = 3 };
 uint64_t UserData(Op op, uint32_t id) { return (uint64_t{op} << 56) | id; }
 
 uint64_t NowNs() {
@@ -43,7 +44,9 @@ class Shard::Loop {
  public:
   explicit Loop(Shard* shard) : shard_(shard), cfg_(shard->config_) {}
   ~Loop() {
+    // Sockets and buffers first: buffer rings unregister from the io_uring they belong to.
     inputs_.clear();
+    closing_.clear();
     if (ring_ready_) io_uring_queue_exit(&ring_);
   }
 
@@ -52,10 +55,10 @@ class Shard::Loop {
     // One thread submits and reaps; completions run only when we wait (DEFER_TASKRUN), which
     // keeps task work off the hot path. Fall back for kernels without them.
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    int ret = io_uring_queue_init_params(256, &ring_, &p);
+    int ret = io_uring_queue_init_params(kRingEntries, &ring_, &p);
     if (ret == -EINVAL) {
       p = io_uring_params{};
-      ret = io_uring_queue_init_params(256, &ring_, &p);
+      ret = io_uring_queue_init_params(kRingEntries, &ring_, &p);
     }
     if (ret < 0) {
       return absl::UnavailableError(absl::StrFormat(
@@ -73,23 +76,44 @@ class Shard::Loop {
   void Run() {
     uint64_t last_tick = NowNs();
     uint64_t busy = 0;
+    bool streaming = false;  // recv mode: the last pass saw packets
     while (!stop_) {
+      // Ring mode: one wake-up per closed block. Recv mode while packets flow: wait for a batch
+      // of completions but never longer than 50 µs, so a quiet moment costs at most that much
+      // latency; when idle, the first packet wakes us at once.
       __kernel_timespec ts{1, 0};
+      unsigned wait_nr = 1;
+      if (cfg_.recv_mode && streaming) {
+        ts = {0, 50'000};
+        wait_nr = kRecvBatch;
+      }
       io_uring_cqe* cqe = nullptr;
-      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
       const uint64_t t_work = NowNs();
 
       bool wake = false;
       unsigned head, seen = 0;
+      PassTally tally;
       io_uring_for_each_cqe(&ring_, head, cqe) {
         ++seen;
-        HandleCqe(cqe, &wake);
+        HandleCqe(cqe, &wake, tally);
       }
       io_uring_cq_advance(&ring_, seen);
+      streaming = tally.received > 0;
 
-      // Every wake-up drains every ring: checking an idle ring is one load, and it spares
-      // tracking which poll fired.
-      for (auto& in : inputs_) DrainRing(in);
+      if (cfg_.recv_mode) {
+        // Sends are synchronous: after Flush no kernel call refers to the buffers any more.
+        egress_.Flush();
+        for (auto& in : inputs_) {
+          in.bufs->Publish();
+          if (in.rearm) ArmRecv(in);
+        }
+        Publish(tally);
+      } else {
+        // Every wake-up drains every ring: checking an idle ring is one load, and it spares
+        // tracking which poll fired.
+        for (auto& in : inputs_) DrainRing(in);
+      }
       if (wake) DrainCommands();
 
       const uint64_t t_end = NowNs();
@@ -104,16 +128,51 @@ class Shard::Loop {
   }
 
  private:
+  static constexpr unsigned kRingEntries = 512;
+  static constexpr unsigned kRecvBatch = 32;
+
   struct Input {
-    uint32_t id;
-    PacketRingPtr ring;
-    IngressCounters* counters;
+    uint32_t id = 0;
+    int ifindex = 0;
+    int fd = -1;               // owned by `ring`, or by this struct in recv mode
+    PacketRingPtr ring;        // ring mode
+    RecvBuffersPtr bufs;       // recv mode
+    IngressCounters* counters = nullptr;
+    bool rearm = false;        // recv mode: the multishot receive ended; arm it again
+    Input() = default;
+    // Moves transfer the recv-mode fd: a moved-from Input must not close it.
+    Input(Input&& o) noexcept { *this = std::move(o); }
+    Input& operator=(Input&& o) noexcept {
+      std::swap(id, o.id);
+      std::swap(ifindex, o.ifindex);
+      std::swap(fd, o.fd);
+      std::swap(ring, o.ring);
+      std::swap(bufs, o.bufs);
+      std::swap(counters, o.counters);
+      std::swap(rearm, o.rearm);
+      return *this;
+    }
+    ~Input() {
+      if (!ring && fd >= 0) close(fd);
+    }
+  };
+  struct PassTally {
+    uint64_t received = 0, unmatched = 0, mismatch = 0;
   };
 
   void ArmPoll(int fd, uint64_t user_data) {
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLERR);
     io_uring_sqe_set_data64(sqe, user_data);
+  }
+
+  void ArmRecv(Input& in) {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_recv_multishot(sqe, in.fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = in.bufs->bgid();
+    io_uring_sqe_set_data64(sqe, UserData(kOpRecv, in.id));
+    in.rearm = false;
   }
 
   // A full submission queue means submit and retry, not failure.
@@ -129,7 +188,7 @@ class Shard::Loop {
     return nullptr;
   }
 
-  void HandleCqe(const io_uring_cqe* cqe, bool* wake) {
+  void HandleCqe(const io_uring_cqe* cqe, bool* wake, PassTally& tally) {
     const uint64_t ud = io_uring_cqe_get_data64(cqe);
     const uint32_t id = static_cast<uint32_t>(ud);
     const bool more = cqe->flags & IORING_CQE_F_MORE;
@@ -141,15 +200,28 @@ class Shard::Loop {
       case kOpPoll: {
         Input* in = FindInput(id);
         if (in == nullptr) break;  // completion of a ring closed since (-ECANCELED)
-        if (cqe->res > 0 && (cqe->res & POLLERR)) {
-          // ENETDOWN on link down and the like: reading SO_ERROR clears it; the socket keeps
-          // working when the link comes back.
-          int err = 0;
-          socklen_t len = sizeof err;
-          getsockopt(in->ring->fd(), SOL_SOCKET, SO_ERROR, &err, &len);
-          in->counters->socket_errors.Add(1);
+        if (cqe->res > 0 && (cqe->res & POLLERR)) ClearSocketError(*in);
+        if (!more) ArmPoll(in->fd, ud);  // multishot ended (error or overflow): re-arm
+        break;
+      }
+      case kOpRecv: {
+        Input* in = FindInput(id);
+        if (in == nullptr) {
+          // A closed input's receive finally ended: now its buffers may be unregistered.
+          if (!more) std::erase_if(closing_, [id](const Input& c) { return c.id == id; });
+          break;
         }
-        if (!more) ArmPoll(in->ring->fd(), ud);  // multishot ended (error or overflow): re-arm
+        if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+          const uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+          ++tally.received;
+          Process(in->bufs->Buffer(bid), static_cast<uint32_t>(cqe->res), in->ifindex, tally);
+          in->bufs->Recycle(bid);  // invisible to the kernel until Publish(), after the flush
+        } else if (cqe->res == -ENOBUFS) {
+          shard_->counters_.no_buffer.Add(1);
+        } else if (cqe->res == -ENETDOWN || cqe->res == -ENXIO) {
+          ClearSocketError(*in);
+        }
+        if (!more) in->rearm = true;
         break;
       }
       default:
@@ -157,46 +229,62 @@ class Shard::Loop {
     }
   }
 
-  void DrainRing(Input& in) noexcept {
+  void ClearSocketError(Input& in) {
+    // ENETDOWN on link down and the like: reading SO_ERROR clears it; the socket keeps working
+    // when the link comes back.
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(in.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    in.counters->socket_errors.Add(1);
+  }
+
+  // One frame: parse, check steering, look up, queue for every output of its rule.
+  void Process(const uint8_t* frame, uint32_t len, int32_t ifindex, PassTally& t) noexcept {
+    ParsedPacket p;
+    const ParseResult r = ParseFrame(frame, len, &p);
+    if (r != ParseResult::kOk) {
+      shard_->counters_.drops[static_cast<size_t>(r)].Add(1);
+      return;
+    }
+    if (cfg_.num_shards > 1 &&
+        ShardFor(p.dst_addr, p.dst_port, cfg_.num_shards) != static_cast<uint32_t>(cfg_.index))
+      ++t.mismatch;  // expected only while a fanout group is being (re)built
+    const RuleEntry* rule = table_->Lookup(ifindex, p.dst_addr, p.dst_port, p.src_addr);
+    if (rule == nullptr) {
+      ++t.unmatched;
+      return;
+    }
+    rule->counters->packets.Add(1);
+    rule->counters->bytes.Add(p.payload_len);
+    for (const OutputEntry* out : rule->outputs) egress_.Add(out, p.payload, p.payload_len, p.tos);
+  }
+
+  void Publish(const PassTally& t) noexcept {
     ShardCounters& c = shard_->counters_;
-    const int32_t ifindex = in.ring->ifindex();
-    const bool check_steering = cfg_.num_shards > 1;
+    if (t.received) c.received.Add(t.received);
+    if (t.unmatched) c.unmatched.Add(t.unmatched);
+    if (t.mismatch) c.steering_mismatch.Add(t.mismatch);
+    c.sendmsg_calls.Set(egress_.syscalls());
+  }
+
+  void DrainRing(Input& in) noexcept {
     while (tpacket_block_desc* bd = in.ring->NextBlock()) {
       const uint32_t n = bd->hdr.bh1.num_pkts;
       auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +
                                                       bd->hdr.bh1.offset_to_first_pkt);
-      uint64_t unmatched = 0, mismatch = 0;
+      PassTally tally;
+      tally.received = n;
       for (uint32_t k = 0; k < n; ++k) {
-        const uint8_t* frame = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
-        ParsedPacket p;
-        const ParseResult r = ParseFrame(frame, h->tp_snaplen, &p);
+        Process(reinterpret_cast<const uint8_t*>(h) + h->tp_mac, h->tp_snaplen, in.ifindex,
+                tally);
         h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(h) +
                                                   h->tp_next_offset);
-        if (r != ParseResult::kOk) {
-          c.drops[static_cast<size_t>(r)].Add(1);
-          continue;
-        }
-        if (check_steering && ShardFor(p.dst_addr, p.dst_port, cfg_.num_shards) !=
-                                  static_cast<uint32_t>(cfg_.index))
-          ++mismatch;  // expected only while a fanout group is being (re)built
-        const RuleEntry* rule = table_->Lookup(ifindex, p.dst_addr, p.dst_port, p.src_addr);
-        if (rule == nullptr) {
-          ++unmatched;
-          continue;
-        }
-        rule->counters->packets.Add(1);
-        rule->counters->bytes.Add(p.payload_len);
-        for (const OutputEntry* out : rule->outputs)
-          egress_.Add(out, p.payload, p.payload_len, p.tos);
       }
       // Sends are synchronous: once Flush returns nothing refers to the block any more.
       egress_.Flush();
       in.ring->ReleaseBlock(bd);
-      c.received.Add(n);
-      if (unmatched) c.unmatched.Add(unmatched);
-      if (mismatch) c.steering_mismatch.Add(mismatch);
+      Publish(tally);
     }
-    c.sendmsg_calls.Set(egress_.syscalls());
   }
 
   void DrainCommands() {
@@ -216,46 +304,93 @@ class Shard::Loop {
   void Handle(ShardCommand& cmd) {
     switch (cmd.kind) {
       case ShardCommand::Kind::kSwapTable: {
-        // Between passes: no send is in flight and no block is held, so the old table has no
-        // reader left once we return it.
+        // Between passes: no send is in flight and no block or buffer is held, so the old table
+        // has no reader left once we return it.
         egress_.Resize(cmd.table->num_outputs());
         std::swap(table_, cmd.table);
         shard_->rule_count_.store(table_->num_rules(), std::memory_order_relaxed);
         break;
       }
-      case ShardCommand::Kind::kOpenInput: {
-        auto ring = PacketRing::Open(cmd.ifindex, cfg_.ring, *cfg_.socket_filter, &cmd.fanout);
-        if (!ring.ok()) {
-          cmd.status = ring.status();
-          break;
-        }
-        const uint32_t id = next_input_id_++;
-        ArmPoll((*ring)->fd(), UserData(kOpPoll, id));
-        inputs_.push_back(Input{id, std::move(*ring), cmd.ingress_counters});
+      case ShardCommand::Kind::kOpenInput:
+        cmd.status = cfg_.recv_mode ? OpenRecvInput(cmd) : OpenRingInput(cmd);
         break;
-      }
-      case ShardCommand::Kind::kCloseInput: {
-        for (auto it = inputs_.begin(); it != inputs_.end(); ++it) {
-          if (it->ring->ifindex() != cmd.ifindex) continue;
-          // Cancel the multishot poll before closing: it holds its own file reference.
-          io_uring_sqe* sqe = GetSqe();
-          io_uring_prep_poll_remove(sqe, UserData(kOpPoll, it->id));
-          io_uring_submit(&ring_);
-          it->counters->kernel_drops.Add(it->ring->TakeKernelDrops());
-          inputs_.erase(it);
-          break;
-        }
+      case ShardCommand::Kind::kCloseInput:
+        CloseInput(cmd.ifindex);
         break;
-      }
       case ShardCommand::Kind::kStop:
         stop_ = true;
         break;
     }
   }
 
+  absl::Status OpenRingInput(ShardCommand& cmd) {
+    auto ring = PacketRing::Open(cmd.ifindex, cfg_.ring, *cfg_.socket_filter, &cmd.fanout);
+    if (!ring.ok()) return ring.status();
+    Input in;
+    in.id = next_input_id_++;
+    in.ifindex = cmd.ifindex;
+    in.fd = (*ring)->fd();
+    in.ring = std::move(*ring);
+    in.counters = cmd.ingress_counters;
+    ArmPoll(in.fd, UserData(kOpPoll, in.id));
+    inputs_.push_back(std::move(in));
+    return absl::OkStatus();
+  }
+
+  absl::Status OpenRecvInput(ShardCommand& cmd) {
+    Input in;
+    in.id = next_input_id_++;
+    auto bufs = RecvBuffers::Register(&ring_, static_cast<uint16_t>(in.id));
+    if (!bufs.ok()) return bufs.status();
+    // Frames wait in the socket's receive queue until a receive picks them up: size it like the
+    // ring of ring mode, or bursts overflow the default (~200 KB, 23 jumbo frames).
+    const int rcvbuf = static_cast<int>(std::min<uint64_t>(
+        uint64_t{cfg_.ring.block_size} * cfg_.ring.block_count, 1u << 30));
+    auto fd = OpenCaptureSocket(cmd.ifindex, *cfg_.socket_filter, &cmd.fanout,
+                                [rcvbuf](int s) -> const char* {
+                                  // FORCE needs CAP_NET_ADMIN; without it rmem_max caps SO_RCVBUF.
+                                  if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf,
+                                                 sizeof rcvbuf) != 0 &&
+                                      setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+                                                 sizeof rcvbuf) != 0)
+                                    return "SO_RCVBUF";
+                                  return nullptr;
+                                });
+    if (!fd.ok()) return fd.status();
+    in.ifindex = cmd.ifindex;
+    in.fd = *fd;
+    in.bufs = std::move(*bufs);
+    in.counters = cmd.ingress_counters;
+    ArmRecv(in);
+    inputs_.push_back(std::move(in));
+    return absl::OkStatus();
+  }
+
+  void CloseInput(int ifindex) {
+    for (auto it = inputs_.begin(); it != inputs_.end(); ++it) {
+      if (it->ifindex != ifindex) continue;
+      // Cancel the multishot request before closing: it holds its own file reference, and in
+      // recv mode it owns buffers until its last completion arrives.
+      io_uring_sqe* sqe = GetSqe();
+      const Op op = it->ring ? kOpPoll : kOpRecv;
+      io_uring_prep_cancel64(sqe, UserData(op, it->id), 0);
+      io_uring_sqe_set_data64(sqe, 0);
+      io_uring_submit(&ring_);
+      it->counters->kernel_drops.Add(TakeKernelDrops(it->fd));
+      if (!it->ring) {
+        // Keep the buffers until the receive reports its end; the socket can close now.
+        close(it->fd);
+        it->fd = -1;
+        if (!it->rearm) closing_.push_back(std::move(*it));
+      }
+      inputs_.erase(it);
+      return;
+    }
+  }
+
   void Tick() {
     for (auto& in : inputs_) {
-      if (uint64_t d = in.ring->TakeKernelDrops()) in.counters->kernel_drops.Add(d);
+      if (uint64_t d = TakeKernelDrops(in.fd)) in.counters->kernel_drops.Add(d);
     }
   }
 
@@ -266,6 +401,7 @@ class Shard::Loop {
   bool stop_ = false;
   uint32_t next_input_id_ = 1;
   std::vector<Input> inputs_;
+  std::vector<Input> closing_;  // recv mode: closed inputs whose receive has not ended yet
   RuleTablePtr table_ = std::make_unique<RuleTable>();
   EgressBatcher egress_;
 };

@@ -30,6 +30,8 @@ struct alignas(64) ShardCounters {
   RelaxedCounter steering_mismatch;
   RelaxedCounter sendmsg_calls;
   RelaxedCounter busy_ppm;  // gauge: busy share of the last interval, parts per million
+  RelaxedCounter no_buffer; // recv mode: receives that found no free buffer (frames wait in the
+                            // socket queue; losses show up as kernel drops)
   std::array<RelaxedCounter, static_cast<size_t>(ParseResult::kCount)> drops;
 };
 
@@ -58,6 +60,7 @@ struct ShardConfig {
   int index = 0;
   int cpu = 0;
   int num_shards = 1;
+  bool recv_mode = false;  // --ingress recv: multishot receive instead of TPACKET_V3 rings
   RingGeometry ring;
   const std::vector<sock_filter>* socket_filter = nullptr;  // outlives the shard
 };

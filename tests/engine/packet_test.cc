@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <memory>
@@ -32,9 +33,9 @@ struct FrameSpec {
   uint16_t sport = 1234;
   uint16_t dport = 5000;
   uint32_t payload_len = 100;
-  uint32_t padding = 0;                      // bytes after the IP packet (Ethernet padding)
-  std::optional<uint16_t> ip_total_length;   // default: the real one
-  std::optional<uint16_t> udp_length;        // default: the real one
+  uint32_t padding = 0;                     // bytes after the IP packet (Ethernet padding)
+  std::optional<uint16_t> ip_total_length;  // default: the real one
+  std::optional<uint16_t> udp_length;       // default: the real one
 };
 
 void Put16(std::vector<uint8_t>& f, size_t at, uint16_t v) {
@@ -448,7 +449,8 @@ TEST(ParseFrameFuzzTest, RandomCorruptionNeverReadsOutOfBounds) {
     std::vector<uint8_t> f = BuildFrame(shapes[iter % shapes.size()]);
     // Corrupt a few bytes of the headers (the first 80 bytes), then cut at a random length.
     const int flips = 1 + static_cast<int>(rng() % 4);
-    for (int i = 0; i < flips; ++i) f[rng() % 80] = static_cast<uint8_t>(rng());
+    const size_t header_bytes = std::min<size_t>(80, f.size());
+    for (int i = 0; i < flips; ++i) f[rng() % header_bytes] = static_cast<uint8_t>(rng());
     const uint32_t len = static_cast<uint32_t>(rng() % (f.size() + 1));
     auto copy = ExactCopy(f.data(), len);
     ParsedPacket p;

@@ -1,12 +1,11 @@
 // Always built with -fsanitize=thread: a missing acquire/release pair in SpscQueue shows up here
 // as a data race on the element, not as a rare wrong value.
 
-#include "engine/spsc_queue.h"
-
 #include <memory>
 #include <optional>
 #include <thread>
 
+#include "engine/spsc_queue.h"
 #include "gtest/gtest.h"
 
 namespace mcr::engine {

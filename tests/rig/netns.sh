@@ -28,7 +28,7 @@ rig_skip() {
 
 # rig_init NAME: checks privileges, removes stale namespaces, installs the teardown trap.
 rig_init() {
-  local name=$1
+  local name=${1//./_}  # dots separate the name's fields (see rig_reap_stale)
   [ "$(id -u)" -eq 0 ] || rig_skip "needs root for network namespaces (running as uid $(id -u))"
   command -v ip >/dev/null || rig_skip "iproute2 'ip' not installed"
   RIG_ID="mcrt.${name}.$$"
@@ -47,9 +47,9 @@ rig_init() {
 # Removes namespaces of earlier runs whose owning test process is gone.
 rig_reap_stale() {
   local ns pid
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^mcrt\.' || true); do
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^mcrt\.[^.]+\.[0-9]+(\.|$)' || true); do
     pid=$(echo "$ns" | awk -F. '{print $3}')
-    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+    if ! kill -0 "$pid" 2>/dev/null; then
       rig_log "removing stale namespace $ns (owner $pid is gone)"
       rig_kill_ns_pids "$ns"
       ip netns del "$ns" 2>/dev/null || true

@@ -39,6 +39,7 @@ class NetnsRig {
     return "";
   }
 
+  /// `test` may not contain dots (they separate the fields of a namespace name).
   explicit NetnsRig(const std::string& test) : id_("mcrt." + test + "." + std::to_string(getpid())) {
     ReapStale();
   }
@@ -94,9 +95,10 @@ class NetnsRig {
   }
   static void ReapStale() {
     // Namespaces whose owning process (third dot-separated field) is gone.
-    Sh("for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^mcrt\\.'); do "
+    Sh("for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | "
+       "grep -E '^mcrt\\.[^.]+\\.[0-9]+(\\.|$)'); do "
        "pid=$(echo $ns | awk -F. '{print $3}'); "
-       "if [ -n \"$pid\" ] && ! kill -0 $pid 2>/dev/null; then "
+       "if ! kill -0 $pid 2>/dev/null; then "
        "p=$(ip netns pids $ns 2>/dev/null); [ -z \"$p\" ] || kill -9 $p; ip netns del $ns; fi; done");
   }
   std::string id_;
