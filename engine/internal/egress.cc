@@ -96,6 +96,7 @@ void EgressBatcher::Resize(size_t num_outputs) {
 void EgressBatcher::Flush() noexcept {
   for (size_t i = 0; i < num_dirty_; ++i) {
     Slot& s = slots_[dirty_[i]];
+    s.listed = false;
     if (s.count) FlushSlot(s);
   }
   num_dirty_ = 0;

@@ -39,7 +39,8 @@ class EgressBatcher {
   /// Queues one payload for one output. The memory must stay valid until Flush() returns.
   void Add(const OutputEntry* out, const uint8_t* data, uint32_t len, uint8_t tos) noexcept {
     Slot& s = slots_[out->slot];
-    if (s.count == 0) {
+    if (!s.listed) {  // once per Flush: a slot emptied early by a full run stays listed
+      s.listed = true;
       s.out = out;
       dirty_[num_dirty_++] = out->slot;
     }
@@ -62,6 +63,7 @@ class EgressBatcher {
   struct Slot {
     const OutputEntry* out = nullptr;
     uint32_t count = 0;
+    bool listed = false;  // in dirty_ until the next Flush
     std::array<Item, kMaxGsoSegments> items;
   };
   void FlushSlot(Slot& s) noexcept;
