@@ -54,14 +54,16 @@ void BM_ParseAndSteer(benchmark::State& state) {
   const std::vector<uint8_t> frame =
       MakeFrame(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
   uint64_t mine = 0;
+  uint32_t shards = 4;
   for (auto _ : state) {
     benchmark::DoNotOptimize(frame.data());  // the frame is "new" every iteration
+    benchmark::DoNotOptimize(shards);        // a run-time count, as in mcrd: a real division
     ParsedPacket p;
     if (ParseFrame(frame.data(), static_cast<uint32_t>(frame.size()), &p) != ParseResult::kOk) {
       state.SkipWithError("frame did not parse");
       break;
     }
-    mine += ShardFor(p.dst_addr, p.dst_port, 4) == 1;
+    mine += ShardFor(p.dst_addr, p.dst_port, shards) == 1;
     benchmark::DoNotOptimize(p);
   }
   benchmark::DoNotOptimize(mine);
@@ -98,14 +100,28 @@ void BM_SteeringHash(benchmark::State& state) {
 }
 BENCHMARK(BM_SteeringHash);
 
-// Pins the calling thread to `cpu` when the machine has it; benchmarks of cross-core hand-off
-// mean nothing if the scheduler puts both threads on one core.
-void PinTo(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
+// Puts the benchmark thread on CPU 0 and `peer` on CPU 1 for the scope's lifetime: cross-core
+// hand-off is what is measured, and two spinning threads must not share one core. The peer is
+// pinned from here rather than by itself, so it never spins on the benchmark thread's core (under
+// SCHED_FIFO that would starve one of them). Affinity errors (a 1-CPU machine) are ignored.
+class PinPair {
+ public:
+  explicit PinPair(std::thread& peer) {
+    pthread_getaffinity_np(pthread_self(), sizeof saved_, &saved_);
+    Pin(peer.native_handle(), 1);
+    Pin(pthread_self(), 0);
+  }
+  ~PinPair() { pthread_setaffinity_np(pthread_self(), sizeof saved_, &saved_); }
+
+ private:
+  static void Pin(pthread_t thread, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(thread, sizeof set, &set);
+  }
+  cpu_set_t saved_;
+};
 
 using Queue = SpscQueue<uint64_t, 1024>;
 
@@ -115,22 +131,21 @@ void BM_SpscThroughput(benchmark::State& state) {
   auto q = std::make_unique<Queue>();
   std::atomic<bool> stop{false};
   std::thread consumer([&] {
-    PinTo(1);
     uint64_t sum = 0;
-    while (!stop.load(std::memory_order_relaxed)) {
+    while (!stop.load(std::memory_order_acquire)) {
       while (std::optional<uint64_t> v = q->TryPop()) sum += *v;
     }
     while (std::optional<uint64_t> v = q->TryPop()) sum += *v;
     benchmark::DoNotOptimize(sum);
   });
-  PinTo(0);
+  PinPair pinned(consumer);
   uint64_t i = 0;
   for (auto _ : state) {
     while (!q->TryPush(uint64_t{i})) {
     }
     ++i;
   }
-  stop.store(true, std::memory_order_relaxed);
+  stop.store(true, std::memory_order_release);
   consumer.join();
   state.SetItemsProcessed(state.iterations());
 }
@@ -142,15 +157,14 @@ void BM_SpscRoundTrip(benchmark::State& state) {
   auto pong = std::make_unique<Queue>();
   std::atomic<bool> stop{false};
   std::thread echo([&] {
-    PinTo(1);
-    while (!stop.load(std::memory_order_relaxed)) {
+    while (!stop.load(std::memory_order_acquire)) {
       if (std::optional<uint64_t> v = ping->TryPop()) {
         while (!pong->TryPush(uint64_t{*v})) {
         }
       }
     }
   });
-  PinTo(0);
+  PinPair pinned(echo);
   uint64_t i = 0;
   for (auto _ : state) {
     while (!ping->TryPush(uint64_t{i})) {
@@ -163,7 +177,7 @@ void BM_SpscRoundTrip(benchmark::State& state) {
       break;
     }
   }
-  stop.store(true, std::memory_order_relaxed);
+  stop.store(true, std::memory_order_release);
   echo.join();
 }
 BENCHMARK(BM_SpscRoundTrip)->UseRealTime();

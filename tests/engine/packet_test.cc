@@ -4,15 +4,35 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "engine/steering.h"
 #include "gtest/gtest.h"
+
+// Counts allocations by this thread, so a test can hold ParseFrame to the hot-path contract
+// ("no allocation") stated in packet.h. Replacing the global operator new/delete is the only hook.
+namespace {
+thread_local int64_t g_allocations = 0;
+}  // namespace
+// GCC's -Wmismatched-new-delete misfires on these replacements once inlined (new paired with free).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(size_t size) {
+  ++g_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace mcr::engine {
 namespace {
@@ -380,6 +400,29 @@ TEST(ParseFrameTest, BadUdpLength) {
   padded.padding = 16;
   padded.udp_length = 8 + 10;
   EXPECT_PARSE(ParseResult::kBadUdpLength, padded);
+}
+
+TEST(HotPathTest, ParseAndSteerDoNotAllocate) {
+  std::vector<std::vector<uint8_t>> frames;
+  FrameSpec spec;
+  frames.push_back(BuildFrame(spec));
+  spec.tags = {{0x88a8, 1}, {0x8100, 2}};
+  spec.ihl = 15;
+  frames.push_back(BuildFrame(spec));
+  spec.protocol = 6;
+  frames.push_back(BuildFrame(spec));
+  const int64_t before = g_allocations;
+  ASSERT_GT(before, 0) << "allocation counting is not hooked up";
+  uint32_t sink = 0;
+  for (const std::vector<uint8_t>& f : frames) {
+    ParsedPacket p;
+    if (ParseFrame(f.data(), static_cast<uint32_t>(f.size()), &p) == ParseResult::kOk) {
+      sink += ShardFor(p.dst_addr, p.dst_port, 3);
+    }
+    sink += static_cast<uint32_t>(ParseResultName(ParseResult::kNotUdp)[0]);
+  }
+  EXPECT_EQ(g_allocations, before);
+  EXPECT_NE(sink, 0u);
 }
 
 TEST(ParseResultNameTest, StableSnakeCaseNames) {

@@ -1,0 +1,194 @@
+#include "control/ctl_format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace mcr::control {
+namespace {
+
+using nlohmann::json;
+
+// Typed reads that tolerate missing or mistyped fields: output of a newer or older daemon
+// still renders, with blanks.
+std::string Str(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+uint64_t U64(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+double Num(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+bool Bool(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+std::span<const json> Array(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_array()) return {};
+  const auto& items = it->get_ref<const json::array_t&>();
+  return {items.data(), items.size()};
+}
+
+std::string OutputText(const json& o) {
+  std::string text = absl::StrCat(Str(o, "group"), ":", Str(o, "port"), ":", Str(o, "interface"));
+  if (o.contains("ttl")) absl::StrAppend(&text, ":ttl=", Str(o, "ttl"));
+  if (o.contains("dscp")) absl::StrAppend(&text, ":dscp=", Str(o, "dscp"));
+  return text;
+}
+
+std::string InputText(const json& rule) {
+  const json& in = rule.contains("input") ? rule["input"] : json::object();
+  std::string text =
+      absl::StrCat(Str(in, "interface"), " ", Str(in, "group"), ":", Str(in, "port"));
+  if (in.contains("source")) absl::StrAppend(&text, " source ", Str(in, "source"));
+  return text;
+}
+
+std::string Joined(std::span<const json> ids) {
+  std::vector<std::string> v;
+  for (const auto& id : ids) v.push_back(id.is_string() ? id.get<std::string>() : id.dump());
+  return absl::StrJoin(v, ", ");
+}
+
+}  // namespace
+
+Table::Table(std::vector<std::string> headers, std::vector<bool> right) : right_(std::move(right)) {
+  right_.resize(headers.size(), false);
+  rows_.push_back(std::move(headers));
+}
+
+void Table::AddRow(std::vector<std::string> cells) {
+  cells.resize(rows_[0].size());
+  rows_.push_back(std::move(cells));
+}
+
+std::string Table::Render() const {
+  std::vector<size_t> width(rows_[0].size(), 0);
+  for (const auto& row : rows_) {
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows_) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i > 0) line += "  ";
+      const std::string pad(width[i] - row[i].size(), ' ');
+      line += right_[i] ? pad + row[i] : row[i] + pad;
+    }
+    line.erase(line.find_last_not_of(' ') + 1);
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string HumanCount(double value) {
+  static constexpr const char* kPrefix[] = {"", "k", "M", "G", "T", "P"};
+  int i = 0;
+  while (std::fabs(value) >= 999.5 && i < 5) {
+    value /= 1000;
+    ++i;
+  }
+  if (i == 0) return absl::StrFormat("%.0f", value);
+  const int decimals = std::fabs(value) < 9.995 ? 2 : std::fabs(value) < 99.95 ? 1 : 0;
+  return absl::StrFormat("%.*f%s", decimals, value, kPrefix[i]);
+}
+
+std::string FormatList(const json& response) {
+  auto rules = Array(response, "rules");
+  std::string out;
+  if (rules.empty()) {
+    out = "no rules\n";
+  } else {
+    Table table({"ID", "INPUT", "SHARD", "STATE", "OUTPUTS"}, {false, false, true, false, false});
+    for (const auto& r : rules) {
+      auto outputs = Array(r, "outputs");
+      for (size_t i = 0; i < std::max<size_t>(outputs.size(), 1); ++i) {
+        std::string output;
+        if (i < outputs.size()) {
+          output = OutputText(outputs[i]);
+          if (outputs[i].contains("active") && !Bool(outputs[i], "active")) output += " (inactive)";
+        }
+        if (i == 0) {
+          const std::string shard = Str(r, "shard");
+          table.AddRow({Str(r, "id"), InputText(r), shard == "-1" ? "-" : shard,
+                        Bool(r, "input_up") ? "up" : "down", output});
+        } else {
+          table.AddRow({"", "", "", "", output});
+        }
+      }
+    }
+    out = table.Render();
+  }
+  auto interfaces = Array(response, "interfaces");
+  if (!interfaces.empty()) {
+    Table table({"INTERFACE", "STATE", "IFINDEX"}, {false, false, true});
+    for (const auto& i : interfaces) {
+      const std::string ifindex = Str(i, "ifindex");
+      table.AddRow({Str(i, "name"), ifindex == "0" ? "missing" : (Bool(i, "up") ? "up" : "down"),
+                    ifindex == "0" ? "-" : ifindex});
+    }
+    out += "\n" + table.Render();
+  }
+  return out;
+}
+
+std::string FormatStats(const json& response) {
+  auto rules = Array(response, "rules");
+  if (rules.empty()) return "no rules\n";
+  Table table({"RULE / OUTPUT", "PACKETS", "BYTES", "PKT/S", "BIT/S", "ERRORS", "DROPS"},
+              {false, true, true, true, true, true, true});
+  for (const auto& r : rules) {
+    table.AddRow(
+        {absl::StrCat(Str(r, "id"), "  ", Str(r, "input"), Bool(r, "input_up") ? "" : " (down)"),
+         absl::StrCat(U64(r, "packets")), absl::StrCat(U64(r, "bytes")),
+         HumanCount(Num(r, "packets_per_second")), HumanCount(Num(r, "bits_per_second")),
+         absl::StrCat(U64(r, "errors")), absl::StrCat(U64(r, "drops"))});
+    for (const auto& o : Array(r, "outputs")) {
+      table.AddRow({absl::StrCat("  -> ", Str(o, "output"), Bool(o, "active") ? "" : " (inactive)"),
+                    absl::StrCat(U64(o, "packets")), absl::StrCat(U64(o, "bytes")),
+                    HumanCount(Num(o, "packets_per_second")), HumanCount(Num(o, "bits_per_second")),
+                    absl::StrCat(U64(o, "errors")), absl::StrCat(U64(o, "drops"))});
+    }
+  }
+  return table.Render();
+}
+
+std::string FormatShards(const json& response) {
+  auto shards = Array(response, "shards");
+  Table table({"SHARD", "CPU", "NUMA", "RULES", "PACKETS", "PKT/S", "UNMATCHED", "DROPS",
+               "KERNEL-DROPS", "BUSY"},
+              {true, true, true, true, true, true, true, true, true, true});
+  for (const auto& s : shards) {
+    const std::string numa = Str(s, "numa_node");
+    table.AddRow({Str(s, "shard"), Str(s, "cpu"), numa == "-1" ? "-" : numa, Str(s, "rules"),
+                  absl::StrCat(U64(s, "packets")), HumanCount(Num(s, "packets_per_second")),
+                  absl::StrCat(U64(s, "unmatched")), absl::StrCat(U64(s, "drops")),
+                  absl::StrCat(U64(s, "kernel_drops")),
+                  absl::StrFormat("%.0f%%", Num(s, "busy_ratio") * 100)});
+  }
+  return table.Render();
+}
+
+std::string FormatSummary(const json& response) {
+  std::vector<std::string> parts;
+  for (const char* key : {"added", "removed", "changed"}) {
+    auto ids = Array(response, key);
+    parts.push_back(ids.empty() ? absl::StrCat("0 ", key)
+                                : absl::StrCat(ids.size(), " ", key, " (", Joined(ids), ")"));
+  }
+  parts.push_back(absl::StrCat(U64(response, "unchanged"), " unchanged"));
+  return absl::StrJoin(parts, ", ");
+}
+
+}  // namespace mcr::control

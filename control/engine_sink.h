@@ -1,0 +1,39 @@
+#pragma once
+// The daemon's RuleSink: the engine plus the host's group memberships. Control thread only,
+// except Snapshot.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "control/log.h"
+#include "control/membership.h"
+#include "control/rule_sink.h"
+#include "engine/engine.h"
+
+namespace mcr::control {
+
+class EngineSink final : public RuleSink {
+ public:
+  /// Takes a started engine; `log` is borrowed.
+  EngineSink(engine::EnginePtr engine, Logger& log);
+  EngineSink(const EngineSink&) = delete;
+  EngineSink& operator=(const EngineSink&) = delete;
+
+  /// Applies to the engine (every shard adopts), then joins and leaves groups to match. A failed
+  /// join does not undo the change: it is a warning, and every later Sync retries it.
+  absl::Status Apply(const std::vector<engine::RuleSpec>& rules,
+                     std::vector<std::string>* warnings) override;
+  /// Rebuilds the engine's interface-bound sockets and rejoins groups on re-created interfaces.
+  void RefreshInterfaces() override;
+  engine::EngineStats Snapshot() const override;
+
+ private:
+  // Declared before engine_: memberships are left (sockets closed) after the shards stopped.
+  MembershipPool memberships_;
+  engine::EnginePtr engine_;
+  Logger& log_;
+  std::vector<engine::RuleSpec> rules_;  // the set last applied, for membership re-syncs
+};
+
+}  // namespace mcr::control

@@ -1,0 +1,157 @@
+#include "control/ctl.h"
+
+#include "control/ctl_format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace mcr::control {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+AddFlags Seed() {
+  AddFlags f;
+  f.input_interface = "eth0";
+  f.input_group = "239.1.1.1";
+  f.input_port = 5000;
+  f.outputs = "239.2.2.2:6000:eth1";
+  return f;
+}
+
+std::string ErrorOf(const AddFlags& f) {
+  auto r = BuildAddRequest(f);
+  return r.ok() ? "ok" : std::string(r.status().message());
+}
+
+TEST(BuildAddRequestTest, SeedQuickStart) {
+  auto r = BuildAddRequest(Seed());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, json::parse(R"({"rule": {
+      "input": {"interface": "eth0", "group": "239.1.1.1", "port": 5000},
+      "outputs": [{"group": "239.2.2.2", "port": 6000, "interface": "eth1"}]}})"));
+}
+
+TEST(BuildAddRequestTest, AllOptions) {
+  AddFlags f = Seed();
+  f.input_source = "10.0.0.1";
+  f.name = "cam1";
+  f.ttl = 4;
+  f.dscp = 46;
+  f.outputs = "239.2.2.2:6000:eth1,10.1.1.1:7000:eth2:ttl=9";
+  f.allow_missing_interface = true;
+  auto r = BuildAddRequest(f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)["rule"]["name"], "cam1");
+  EXPECT_EQ((*r)["rule"]["input"]["source"], "10.0.0.1");
+  EXPECT_EQ((*r)["rule"]["outputs"][0]["ttl"], 4);
+  EXPECT_EQ((*r)["rule"]["outputs"][0]["dscp"], 46);
+  EXPECT_EQ((*r)["rule"]["outputs"][1]["ttl"], 9);
+  EXPECT_EQ((*r)["allow_missing_interface"], true);
+  f.name.clear();
+  f.rule_id = "cam2";  // --rule-id is --name
+  EXPECT_EQ((*BuildAddRequest(f))["rule"]["name"], "cam2");
+}
+
+TEST(BuildAddRequestTest, ErrorsNameTheFlag) {
+  AddFlags f = Seed();
+  f.input_port = 70000;
+  EXPECT_EQ(ErrorOf(f), "--input-port: 70000 is out of range 1..65535");
+  f = Seed();
+  f.input_group = "239.1.1";
+  EXPECT_EQ(ErrorOf(f), "--input-group: '239.1.1' is not an IPv4 address");
+  f = Seed();
+  f.input_source = "nope";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--input-source: 'nope'"));
+  f = Seed();
+  f.input_interface = "a b";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--input-interface: 'a b'"));
+  f = Seed();
+  f.outputs = "239.2.2.2:6000";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--outputs: entry 1"));
+  f = Seed();
+  f.ttl = 0;
+  EXPECT_EQ(ErrorOf(f), "--ttl: 0 is out of range 1..255");
+  f = Seed();
+  f.dscp = 64;
+  EXPECT_EQ(ErrorOf(f), "--dscp: 64 is out of range 0..63");
+  f = Seed();
+  f.name = "a";
+  f.rule_id = "b";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("differ"));
+  f = Seed();
+  f.name = "bad/name";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--name: 'bad/name'"));
+}
+
+TEST(TableTest, AlignsColumns) {
+  Table t({"A", "NUM"}, {false, true});
+  t.AddRow({"long-cell", "1"});
+  t.AddRow({"x", "12345"});
+  EXPECT_EQ(t.Render(),
+            "A            NUM\n"
+            "long-cell      1\n"
+            "x          12345\n");
+}
+
+TEST(HumanCountTest, SiPrefixes) {
+  EXPECT_EQ(HumanCount(0), "0");
+  EXPECT_EQ(HumanCount(999), "999");
+  EXPECT_EQ(HumanCount(1000), "1.00k");
+  EXPECT_EQ(HumanCount(12345), "12.3k");
+  EXPECT_EQ(HumanCount(10.5e6), "10.5M");
+  EXPECT_EQ(HumanCount(123.4e9), "123G");
+}
+
+TEST(FormatTest, List) {
+  json r = json::parse(R"({"ok": true, "rules": [
+      {"id": "cam1", "input": {"interface": "in0", "group": "239.1.1.1", "port": 5000},
+       "shard": 0, "input_up": true, "origin": "control",
+       "outputs": [{"group": "239.2.2.2", "port": 6000, "interface": "out0", "active": true},
+                   {"group": "10.0.0.9", "port": 7000, "interface": "out1", "ttl": 8,
+                    "active": false}]},
+      {"id": "4279e8e61d4b", "input": {"interface": "in0", "group": "239.1.1.2", "port": 5000,
+       "source": "10.0.0.1"}, "shard": 1, "input_up": false,
+       "outputs": [{"group": "239.2.2.3", "port": 6000, "interface": "out0", "active": true}]}],
+      "interfaces": [{"name": "in0", "ifindex": 2, "up": true},
+                     {"name": "out1", "ifindex": 0, "up": false}]})");
+  EXPECT_EQ(FormatList(r),
+            "ID            INPUT                               SHARD  STATE  OUTPUTS\n"
+            "cam1          in0 239.1.1.1:5000                      0  up     239.2.2.2:6000:out0\n"
+            "                                                                "
+            "10.0.0.9:7000:out1:ttl=8 (inactive)\n"
+            "4279e8e61d4b  in0 239.1.1.2:5000 source 10.0.0.1      1  down   239.2.2.3:6000:out0\n"
+            "\n"
+            "INTERFACE  STATE    IFINDEX\n"
+            "in0        up             2\n"
+            "out1       missing        -\n");
+  EXPECT_EQ(FormatList(json::parse(R"({"rules": []})")), "no rules\n");
+}
+
+TEST(FormatTest, Stats) {
+  json r = json::parse(R"({"rules": [{"id": "cam1", "input": "in0 239.1.1.1:5000", "input_up": true,
+      "packets": 1000, "bytes": 1316000, "packets_per_second": 1000, "bits_per_second": 10528000,
+      "errors": 0, "drops": 2,
+      "outputs": [{"output": "239.2.2.2:6000:out0", "active": true, "packets": 998,
+                   "bytes": 1313368, "packets_per_second": 998, "bits_per_second": 10506944,
+                   "errors": 0, "drops": 2}]}]})");
+  EXPECT_EQ(FormatStats(r),
+            "RULE / OUTPUT             PACKETS    BYTES  PKT/S  BIT/S  ERRORS  DROPS\n"
+            "cam1  in0 239.1.1.1:5000     1000  1316000  1.00k  10.5M       0      2\n"
+            "  -> 239.2.2.2:6000:out0      998  1313368    998  10.5M       0      2\n");
+}
+
+TEST(FormatTest, ShardsAndSummary) {
+  json r = json::parse(R"({"shards": [{"shard": 0, "cpu": 2, "numa_node": 0, "rules": 3,
+      "packets": 5000, "packets_per_second": 250, "unmatched": 1, "drops": 0, "kernel_drops": 7,
+      "busy_ratio": 0.125}]})");
+  EXPECT_EQ(FormatShards(r),
+            "SHARD  CPU  NUMA  RULES  PACKETS  PKT/S  UNMATCHED  DROPS  KERNEL-DROPS  BUSY\n"
+            "    0    2     0      3     5000    250          1      0             7   12%\n");
+  EXPECT_EQ(FormatSummary(json::parse(
+                R"({"added": ["a", "b"], "removed": [], "changed": ["c"], "unchanged": 4})")),
+            "2 added (a, b), 0 removed, 1 changed (c), 4 unchanged");
+}
+
+}  // namespace
+}  // namespace mcr::control
