@@ -5,9 +5,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <exception>
+#include <thread>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -63,6 +66,7 @@ struct MetricsServer::Impl {
   std::shared_ptr<internal::EngineCollector> collector;
   std::unique_ptr<prometheus::Exposer> exposer;
   uint16_t port = 0;
+  sockaddr_in address{};  // where the server listens (port filled in once bound)
 };
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen,
@@ -93,6 +97,10 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
     const std::vector<int> ports = impl->exposer->GetListeningPorts();
     if (ports.empty()) return absl::InternalError("metrics server reports no listening port");
     impl->port = static_cast<uint16_t>(ports.front());
+    impl->address = *sa;
+    impl->address.sin_port = htons(impl->port);
+    if (impl->address.sin_addr.s_addr == htonl(INADDR_ANY))
+      impl->address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrFormat("cannot serve metrics on %s: %s (%s)", listen, BindError(*sa), e.what()));
@@ -101,7 +109,26 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
 }
 
 MetricsServer::MetricsServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-MetricsServer::~MetricsServer() = default;
+MetricsServer::~MetricsServer() {
+  // civetweb's listener thread polls its sockets with a 2-second timeout and notices the stop
+  // flag only between polls, so stopping took up to 2 s — too slow for mcrd's "exit within a
+  // second" on SIGTERM. Connecting to our own port while the exposer stops wakes that poll.
+  std::atomic<bool> stopped{false};
+  std::thread waker([this, &stopped] {
+    while (!stopped.load(std::memory_order_acquire)) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0) {
+        (void)connect(fd, reinterpret_cast<const sockaddr*>(&impl_->address),
+                      sizeof impl_->address);
+        close(fd);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  impl_->exposer.reset();
+  stopped.store(true, std::memory_order_release);
+  waker.join();
+}
 
 uint16_t MetricsServer::port() const { return impl_->port; }
 
