@@ -38,143 +38,41 @@
 #include "nlohmann/json.hpp"
 #include "tests/metrics/scrape_client.h"
 #include "tests/rig/netns_fixture.h"
+#include "tests/rig/traffic.h"
 
 extern char** environ;
 
 namespace mcr::metrics {
 namespace {
 
+using mcr::testing::Addr;
 using mcr::testing::NetnsRig;
 using mcr::testing::NetnsScope;
+using mcr::testing::Pace;
 using mcr::testing::ParseExposition;
+using mcr::testing::RawSender;
+using mcr::testing::Receiver;
+using mcr::testing::Sender;
 using mcr::testing::Series;
 using mcr::testing::SumFamily;
 using Samples = std::map<std::string, double>;
 
-uint32_t Addr(const char* s) {
-  in_addr a{};
-  inet_pton(AF_INET, s, &a);
-  return a.s_addr;
-}
-
-// Joins a group on an interface in the caller's namespace and counts what arrives.
-class Receiver {
- public:
-  Receiver(const char* group, uint16_t port, const char* ifname) {
-    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    const int one = 1, buf = 16 << 20;
-    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = Addr(group);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
-    ip_mreqn m{};
-    m.imr_multiaddr.s_addr = Addr(group);
-    m.imr_ifindex = static_cast<int>(if_nametoindex(ifname));
-    EXPECT_EQ(setsockopt(fd_, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m), 0) << strerror(errno);
-  }
-  ~Receiver() { close(fd_); }
-  Receiver(const Receiver&) = delete;
-  Receiver& operator=(const Receiver&) = delete;
-
-  // Datagrams received until `n` arrived or `idle_ms` passed without one.
-  size_t Count(size_t n, int idle_ms = 1500) {
-    size_t got = 0;
-    char buf[9000];
-    for (pollfd p{fd_, POLLIN, 0}; got < n && poll(&p, 1, idle_ms) > 0;)
-      if (recv(fd_, buf, sizeof buf, 0) >= 0) ++got;
-    return got;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-// Sends IPv4/UDP datagrams to a group through a plain UDP socket.
+// Sends `count` datagrams of `size` bytes to a group through a plain UDP socket, paced so that
+// bursts stay below the veth backlog (netdev_max_backlog, 1000) and the ring.
 void SendDatagrams(const char* ifname, const char* group, uint16_t port, size_t count,
                    size_t size) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ip_mreqn m{};
-  m.imr_ifindex = static_cast<int>(if_nametoindex(ifname));
-  setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = Addr(group);
+  Sender tx(ifname);
   const std::vector<uint8_t> payload(size, 0x5a);
   for (size_t i = 0; i < count; ++i) {
-    ASSERT_EQ(sendto(fd, payload.data(), size, 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa),
-              static_cast<ssize_t>(size))
-        << strerror(errno);
-    // Bursts stay well below the veth backlog (netdev_max_backlog, 1000) and the ring.
-    if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(700));
+    tx.Send(group, port, payload);
+    Pace(i);
   }
-  close(fd);
 }
 
-// Hand-built Ethernet frames through AF_PACKET, for shapes a UDP socket cannot send.
-class RawSender {
- public:
-  explicit RawSender(const char* ifname) {
-    fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-    ifindex_ = static_cast<int>(if_nametoindex(ifname));
-    ifreq ifr{};
-    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
-    ioctl(fd_, SIOCGIFHWADDR, &ifr);
-    memcpy(src_mac_, ifr.ifr_hwaddr.sa_data, 6);
-  }
-  ~RawSender() { close(fd_); }
-  RawSender(const RawSender&) = delete;
-  RawSender& operator=(const RawSender&) = delete;
-
-  // A well-formed IPv4/UDP frame from 10.10.1.1 to `group`:`port` with `size` payload bytes.
-  std::vector<uint8_t> Frame(const char* group, uint16_t port, size_t size) const {
-    std::vector<uint8_t> f(14 + 20 + 8 + size, 0xa5);
-    const uint32_t d = Addr(group);
-    const auto* db = reinterpret_cast<const uint8_t*>(&d);
-    const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>(db[1] & 0x7f), db[2], db[3]};
-    memcpy(f.data(), mac, 6);
-    memcpy(f.data() + 6, src_mac_, 6);
-    f[12] = 0x08;
-    f[13] = 0x00;
-    auto* ip = reinterpret_cast<iphdr*>(f.data() + 14);
-    ip->version = 4;
-    ip->ihl = 5;
-    ip->tos = 0;
-    ip->tot_len = htons(static_cast<uint16_t>(20 + 8 + size));
-    ip->id = 0;
-    ip->frag_off = 0;
-    ip->ttl = 16;
-    ip->protocol = IPPROTO_UDP;
-    ip->check = 0;  // checksums are neither verified nor required by the relay
-    ip->saddr = Addr("10.10.1.1");
-    ip->daddr = d;
-    auto* udp = reinterpret_cast<udphdr*>(f.data() + 34);
-    udp->source = htons(4000);
-    udp->dest = htons(port);
-    udp->len = htons(static_cast<uint16_t>(8 + size));
-    udp->check = 0;
-    return f;
-  }
-  void Send(const std::vector<uint8_t>& frame) {
-    sockaddr_ll ll{};
-    ll.sll_family = AF_PACKET;
-    ll.sll_ifindex = ifindex_;
-    ll.sll_halen = 6;
-    memcpy(ll.sll_addr, frame.data(), 6);
-    ASSERT_EQ(
-        sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&ll), sizeof ll),
-        static_cast<ssize_t>(frame.size()))
-        << strerror(errno);
-  }
-
- private:
-  int fd_ = -1;
-  int ifindex_ = 0;
-  uint8_t src_mac_[6] = {};
-};
+// A well-formed frame from the sender's own address, `size` payload bytes.
+std::vector<uint8_t> GoodFrame(RawSender& raw, const char* group, uint16_t port, size_t size) {
+  return raw.Frame("10.10.1.1", group, port, std::vector<uint8_t>(size, 0xa5));
+}
 
 engine::OutputSpec Out(const char* dst, uint16_t port, const char* ifname) {
   engine::OutputSpec o;
@@ -296,7 +194,7 @@ TEST_F(MetricsRelayTest, CountersAreExactToThePacketAndNeverDecrease) {
   {
     NetnsScope in(*rig_, "snd");
     RawSender raw("veth0");
-    const auto good = raw.Frame("239.1.1.1", 5000, 100);
+    const auto good = GoodFrame(raw, "239.1.1.1", 5000, 100);
     auto frag = good;
     frag[14 + 6] = 0x20;  // more-fragments flag
     raw.Send(frag);
@@ -313,14 +211,14 @@ TEST_F(MetricsRelayTest, CountersAreExactToThePacketAndNeverDecrease) {
     truncated.resize(14 + 20 + 4);  // the IP total length promises more than the frame holds
     raw.Send(truncated);
     ++malformed["truncated_ip"];
-    for (size_t i = 0; i < kUnmatched; ++i) raw.Send(raw.Frame("239.1.1.1", 5999, 100));
+    for (size_t i = 0; i < kUnmatched; ++i) raw.Send(GoodFrame(raw, "239.1.1.1", 5999, 100));
     SendDatagrams("veth0", "239.1.1.1", 5000, kN, kSize);
   }
   size_t injected = 0;
   for (const auto& [reason, n] : malformed) injected += n;
 
-  EXPECT_EQ(rx[0]->Count(kN), kN);
-  EXPECT_EQ(rx[1]->Count(kN), kN);
+  EXPECT_EQ(rx[0]->Collect(kN).size(), kN);
+  EXPECT_EQ(rx[1]->Collect(kN).size(), kN);
   Samples s = ScrapeUntil([&](const Samples& x) {
     const auto value = [&](const std::string& series) {
       return x.contains(series) ? x.at(series) : -1;
