@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -143,6 +146,7 @@ TEST_P(EngineRelayTest, MulticastToMulticastInOrderIntactWithDefaultTtlAndCopied
   ASSERT_EQ(got.size(), kN);
   for (uint64_t i = 0; i < kN; ++i) {
     ASSERT_EQ(got[i].payload, MakePayload(i, 1, 1200)) << "datagram " << i;
+    EXPECT_EQ(got[i].src, Addr("10.10.2.1"));  // the output interface's address
     EXPECT_EQ(got[i].ttl, 1);          // multicast default: the next router drops it
     EXPECT_EQ(got[i].tos >> 2, 46);    // DSCP copied from the input
   }
@@ -233,9 +237,14 @@ TEST_P(EngineRelayTest, MalformedFramesAreCountedByReasonAndDropped) {
     truncated.resize(14 + 20 + 4);  // IP says more than the frame holds
     raw.Send(truncated);
     raw.Send(good);
+    auto bad_checksums = good;  // checksums are neither verified nor required: relayed
+    bad_checksums[14 + 10] ^= 0xff;
+    bad_checksums[34 + 6] = 0x12;
+    bad_checksums[34 + 7] = 0x34;
+    raw.Send(bad_checksums);
   }
-  auto got = rx->Collect(5, 800);
-  ASSERT_EQ(got.size(), 1u);  // only the well-formed frame is relayed
+  auto got = rx->Collect(6, 800);
+  ASSERT_EQ(got.size(), 2u);  // only the well-formed frames are relayed
   EngineStats st = WaitStats(*engine_, [](const EngineStats& s) {
     return Drops(s, "fragment") == 1 && Drops(s, "bad_ihl") == 1 &&
            Drops(s, "bad_udp_length") == 1 && Drops(s, "truncated_ip") == 1;
@@ -244,7 +253,7 @@ TEST_P(EngineRelayTest, MalformedFramesAreCountedByReasonAndDropped) {
   EXPECT_EQ(Drops(st, "bad_ihl"), 1u);
   EXPECT_EQ(Drops(st, "bad_udp_length"), 1u);
   EXPECT_EQ(Drops(st, "truncated_ip"), 1u);
-  EXPECT_EQ(FindRule(st, "r1")->packets, 1u);
+  EXPECT_EQ(FindRule(st, "r1")->packets, 2u);
 }
 
 TEST_P(EngineRelayTest, NeverRecapturesItsOwnOutputOnTheInputInterface) {
@@ -541,6 +550,51 @@ TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {
     for (uint64_t i = 0; i < kPerFlow; ++i)
       ASSERT_EQ(got[i].payload, MakePayload(i, f, 200)) << "flow " << f << " datagram " << i;
   }
+}
+
+TEST_P(EngineRelayTest, UnicastInputToMulticastAndUnicastOutputWithSystemTtl) {
+  StartEngine();
+  // Input: the relay's own address on in0 (a unicast stream sent to this host).
+  Apply({Rule("u1", "in0", "10.10.1.2", 5000,
+              {Out("239.2.2.2", 6000, "out0"), Out("10.10.2.2", 7000, "out0")})});
+  std::unique_ptr<Receiver> mc, uc;
+  Receive("239.2.2.2", 6000, &mc);
+  Receive("10.10.2.2", 7000, &uc);
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth0");
+    for (uint64_t i = 0; i < 200; ++i) tx.Send("10.10.1.2", 5000, MakePayload(i, 1, 700));
+  }
+  auto a = mc->Collect(200), b = uc->Collect(200);
+  ASSERT_EQ(a.size(), 200u);
+  ASSERT_EQ(b.size(), 200u);
+  for (size_t i = 0; i < 200; ++i) {
+    EXPECT_EQ(a[i].payload, MakePayload(i, 1, 700));
+    EXPECT_EQ(b[i].payload, MakePayload(i, 1, 700));
+    EXPECT_EQ(b[i].src, Addr("10.10.2.1"));
+    EXPECT_EQ(b[i].ttl, 64);  // unicast default: the system's (net.ipv4.ip_default_ttl)
+  }
+}
+
+TEST_P(EngineRelayTest, ShardsRunOnTheirCpus) {
+  StartEngine({1, 0});
+  // Shard threads are named mcr-shard<i>; their affinity is exactly their CPU.
+  std::map<std::string, std::string> allowed;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("Cpus_allowed_list:", 0) == 0)
+        allowed[name] = line.substr(line.find_first_not_of(" \t", 18));
+  }
+  EXPECT_EQ(allowed["mcr-shard0"], "1");
+  EXPECT_EQ(allowed["mcr-shard1"], "0");
+  EngineStats st = engine_->Snapshot();
+  ASSERT_EQ(st.shards.size(), 2u);
+  EXPECT_EQ(st.shards[0].cpu, 1);
+  EXPECT_EQ(st.shards[1].cpu, 0);
 }
 
 // Every behaviour holds for both ingress mechanisms.

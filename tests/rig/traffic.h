@@ -47,6 +47,7 @@ struct Received {
   std::vector<uint8_t> payload;
   int ttl = -1;
   int tos = -1;
+  uint32_t src = 0;  // source address, network byte order
 };
 
 class Receiver {
@@ -86,7 +87,10 @@ class Receiver {
       r.payload.resize(9000);
       iovec iov{r.payload.data(), r.payload.size()};
       alignas(cmsghdr) char ctl[256];
+      sockaddr_in from{};
       msghdr msg{};
+      msg.msg_name = &from;
+      msg.msg_namelen = sizeof from;
       msg.msg_iov = &iov;
       msg.msg_iovlen = 1;
       msg.msg_control = ctl;
@@ -94,6 +98,7 @@ class Receiver {
       ssize_t len = recvmsg(fd_, &msg, 0);
       if (len < 0) break;
       r.payload.resize(static_cast<size_t>(len));
+      r.src = from.sin_addr.s_addr;
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != IPPROTO_IP) continue;
         if (c->cmsg_type == IP_TTL) memcpy(&r.ttl, CMSG_DATA(c), sizeof(int));
