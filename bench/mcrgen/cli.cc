@@ -69,8 +69,9 @@ absl::StatusOr<uint32_t> ParseDestination(const std::string& text) {
   return addr;
 }
 
-absl::StatusOr<SendConfig> ValidateSend(const SendArgs& a) {
-  SendConfig c;
+// The flags send and recv share: --group, --port, --streams, --interface.
+template <typename Args, typename Config>
+absl::Status ValidateDestination(const Args& a, Config& c) {
   absl::StatusOr<uint32_t> group = ParseDestination(a.group);
   if (!group.ok()) return group.status();
   c.group = *group;
@@ -80,6 +81,12 @@ absl::StatusOr<SendConfig> ValidateSend(const SendArgs& a) {
   c.streams = static_cast<uint32_t>(a.streams);
   if (a.interface.empty()) return absl::InvalidArgumentError("--interface must not be empty");
   c.interface = a.interface;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SendConfig> ValidateSend(const SendArgs& a) {
+  SendConfig c;
+  if (absl::Status s = ValidateDestination(a, c); !s.ok()) return s;
   if (!a.source_ip.empty()) {
     absl::StatusOr<uint32_t> src = ParseIpv4(a.source_ip);
     if (!src.ok())
@@ -140,15 +147,7 @@ absl::StatusOr<SendConfig> ValidateSend(const SendArgs& a) {
 
 absl::StatusOr<RecvConfig> ValidateRecv(const RecvArgs& a) {
   RecvConfig c;
-  absl::StatusOr<uint32_t> group = ParseDestination(a.group);
-  if (!group.ok()) return group.status();
-  c.group = *group;
-  if (a.port < 1 || a.port > 65535) return OutOfRange("--port", a.port, 1, 65535);
-  c.port = static_cast<uint16_t>(a.port);
-  if (absl::Status s = CheckStreams(c.group, a.port, a.streams); !s.ok()) return s;
-  c.streams = static_cast<uint32_t>(a.streams);
-  if (a.interface.empty()) return absl::InvalidArgumentError("--interface must not be empty");
-  c.interface = a.interface;
+  if (absl::Status s = ValidateDestination(a, c); !s.ok()) return s;
   if (!a.source.empty()) {
     if (!IsMulticast(c.group)) {
       return absl::InvalidArgumentError(
