@@ -15,6 +15,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/rig/netns_fixture.h"
 
 namespace mcr::control {
 namespace {
@@ -27,27 +28,14 @@ int Sh(const std::string& command) {
 class LinkWatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root to create a network namespace";
-    original_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(original_, 0) << strerror(errno);
-    if (unshare(CLONE_NEWNET) != 0) {
-      GTEST_SKIP() << "cannot create a network namespace: " << strerror(errno);
-    }
+    if (std::string why = netns_.Enter(); !why.empty()) GTEST_SKIP() << why;
     if (Sh("ip link show lo") != 0) GTEST_SKIP() << "iproute2 'ip' is missing";
     auto watcher = LinkWatcher::Open();
     ASSERT_TRUE(watcher.ok()) << watcher.status();
     watcher_ = std::move(*watcher);
   }
 
-  void TearDown() override {
-    watcher_.reset();
-    if (original_ >= 0) {
-      EXPECT_EQ(setns(original_, CLONE_NEWNET), 0) << strerror(errno);
-      close(original_);
-    }
-  }
-
-  int original_ = -1;
+  mcr::testing::PrivateNetns netns_;  // declared first: left last, after the watcher closed
   LinkWatcherPtr watcher_;
 };
 

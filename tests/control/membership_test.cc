@@ -25,6 +25,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/rig/netns_fixture.h"
 
 namespace mcr::control {
 namespace {
@@ -146,20 +147,8 @@ void WriteSysctl(const std::string& path, int value) {
 class MembershipPoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root to create a network namespace";
-    original_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(original_, 0) << strerror(errno);
-    if (unshare(CLONE_NEWNET) != 0) {
-      GTEST_SKIP() << "cannot create a network namespace: " << strerror(errno);
-    }
+    if (std::string why = netns_.Enter(); !why.empty()) GTEST_SKIP() << why;
     if (Sh("ip link set lo up") != 0) GTEST_SKIP() << "iproute2 'ip' is missing";
-  }
-
-  void TearDown() override {
-    if (original_ >= 0) {
-      EXPECT_EQ(setns(original_, CLONE_NEWNET), 0) << strerror(errno);
-      close(original_);
-    }
   }
 
   // A veth pair `name` + `name`p, both up (veth is built into this kernel; dummy is not).
@@ -169,7 +158,7 @@ class MembershipPoolTest : public ::testing::Test {
     return static_cast<int>(if_nametoindex(name.c_str()));
   }
 
-  int original_ = -1;
+  mcr::testing::PrivateNetns netns_;
 };
 
 TEST_F(MembershipPoolTest, JoinsThreeHundredGroupsOnOneInterfaceAndLeavesThem) {

@@ -11,8 +11,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -124,6 +126,37 @@ class NetnsScope {
 
  private:
   int self_ = -1;
+};
+
+/// Moves the calling thread into a new, private network namespace (unshare) until destroyed,
+/// then back. For tests that need only interfaces of their own, without named namespaces.
+class PrivateNetns {
+ public:
+  PrivateNetns() = default;
+  ~PrivateNetns() {
+    if (original_ < 0) return;
+    EXPECT_EQ(setns(original_, CLONE_NEWNET), 0) << strerror(errno);
+    close(original_);
+  }
+  PrivateNetns(const PrivateNetns&) = delete;
+  PrivateNetns& operator=(const PrivateNetns&) = delete;
+
+  /// Enters the namespace. Returns "" on success, else the reason to skip the test.
+  std::string Enter() {
+    if (geteuid() != 0) return "needs root to create a network namespace";
+    original_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (original_ < 0) return std::string("cannot open this thread's namespace: ") + strerror(errno);
+    if (unshare(CLONE_NEWNET) != 0) {
+      const std::string why = std::string("cannot create a network namespace: ") + strerror(errno);
+      close(original_);
+      original_ = -1;
+      return why;
+    }
+    return "";
+  }
+
+ private:
+  int original_ = -1;
 };
 
 }  // namespace mcr::testing
