@@ -13,6 +13,20 @@
 
 namespace mcr::control {
 
+/// An address in network byte order; the text must be a valid dotted quad.
+inline uint32_t Ip(const char* text) { return *ParseIpv4(text); }
+
+/// A valid rule: in0 239.1.1.1:5000 -> 239.2.2.2:6000 on out0, defaults, hash id.
+inline engine::RuleSpec SampleSpec() {
+  engine::RuleSpec s;
+  s.input_interface = "in0";
+  s.input_group = Ip("239.1.1.1");
+  s.input_port = 5000;
+  s.outputs.push_back({Ip("239.2.2.2"), 6000, "out0", 0, -1});
+  s.id = RuleIdFor(s);
+  return s;
+}
+
 class FakeHost final : public HostView {
  public:
   std::set<std::string> interfaces{"in0", "out0", "out1"};

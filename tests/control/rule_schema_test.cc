@@ -2,6 +2,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/control/fake_host.h"
 
 namespace mcr::control {
 namespace {
@@ -9,17 +10,6 @@ namespace {
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-uint32_t Ip(const char* text) { return *ParseIpv4(text); }
-
-engine::RuleSpec Spec() {
-  engine::RuleSpec s;
-  s.input_interface = "in0";
-  s.input_group = Ip("239.1.1.1");
-  s.input_port = 5000;
-  s.outputs.push_back({Ip("239.2.2.2"), 6000, "out0", 0, -1});
-  s.id = RuleIdFor(s);
-  return s;
-}
 
 json RuleJson() {
   return json::parse(R"({"input": {"interface": "in0", "group": "239.1.1.1", "port": 5000},
@@ -41,7 +31,7 @@ TEST(Ipv4Test, ParsesDottedQuadsOnly) {
 
 TEST(RuleIdTest, HashOfTheInputTupleIsStable) {
   // Golden values: ids must not change between builds, or restored rules would change ids.
-  engine::RuleSpec s = Spec();
+  engine::RuleSpec s = SampleSpec();
   EXPECT_EQ(RuleIdFor(s), "4279e8e61d4b");
   s.input_source = Ip("10.0.0.1");
   EXPECT_EQ(RuleIdFor(s), "85a675eb24b3");
@@ -51,14 +41,14 @@ TEST(RuleIdTest, HashOfTheInputTupleIsStable) {
 }
 
 TEST(RuleIdTest, NamedWhenIdIsNotTheHash) {
-  engine::RuleSpec s = Spec();
+  engine::RuleSpec s = SampleSpec();
   EXPECT_FALSE(IsNamed(s));
   s.id = "cam1";
   EXPECT_TRUE(IsNamed(s));
 }
 
 TEST(RuleJsonTest, RoundTrips) {
-  engine::RuleSpec s = Spec();
+  engine::RuleSpec s = SampleSpec();
   s.input_source = Ip("10.0.0.1");
   s.id = RuleIdFor(s);
   s.outputs.push_back({Ip("10.10.2.2"), 7000, "out1", 8, 46});
@@ -201,7 +191,7 @@ TEST(OutputsSyntaxTest, Errors) {
 }
 
 TEST(DescribeTest, InputAndOutput) {
-  engine::RuleSpec s = Spec();
+  engine::RuleSpec s = SampleSpec();
   EXPECT_EQ(DescribeInput(s), "in0 239.1.1.1:5000");
   s.input_source = Ip("10.0.0.1");
   EXPECT_EQ(DescribeInput(s), "in0 239.1.1.1:5000 source 10.0.0.1");

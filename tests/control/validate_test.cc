@@ -10,17 +10,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-uint32_t Ip(const char* text) { return *ParseIpv4(text); }
-
-engine::RuleSpec Spec() {
-  engine::RuleSpec s;
-  s.input_interface = "in0";
-  s.input_group = Ip("239.1.1.1");
-  s.input_port = 5000;
-  s.outputs.push_back({Ip("239.2.2.2"), 6000, "out0", 0, -1});
-  s.id = RuleIdFor(s);
-  return s;
-}
 
 std::string ErrorOf(const engine::RuleSpec& s) {
   auto st = ValidateRule(s, "rule");
@@ -28,21 +17,21 @@ std::string ErrorOf(const engine::RuleSpec& s) {
 }
 
 TEST(ValidateRuleTest, AcceptsMulticastAndUnicast) {
-  EXPECT_EQ(ErrorOf(Spec()), "ok");
-  engine::RuleSpec s = Spec();
+  EXPECT_EQ(ErrorOf(SampleSpec()), "ok");
+  engine::RuleSpec s = SampleSpec();
   s.input_group = Ip("10.10.1.2");          // unicast input (local check is CheckHost's)
   s.outputs[0].dst_addr = Ip("10.10.2.2");  // unicast output
   s.input_source = Ip("10.10.1.1");
   EXPECT_EQ(ErrorOf(s), "ok");
   // Same group and port on another interface is not a loop.
-  s = Spec();
+  s = SampleSpec();
   s.outputs[0] = {s.input_group, s.input_port, "out0", 0, -1};
   EXPECT_EQ(ErrorOf(s), "ok");
 }
 
 TEST(ValidateRuleTest, Refusals) {
   auto expect = [](auto mutate, const char* message) {
-    engine::RuleSpec s = Spec();
+    engine::RuleSpec s = SampleSpec();
     mutate(s);
     EXPECT_THAT(ErrorOf(s), HasSubstr(message));
   };
@@ -81,14 +70,14 @@ TEST(ValidateRuleTest, Refusals) {
 TEST(CheckHostTest, MissingInterfaceRefusedUnlessAllowed) {
   FakeHost host;
   std::vector<std::string> warnings;
-  engine::RuleSpec s = Spec();
+  engine::RuleSpec s = SampleSpec();
   EXPECT_TRUE(CheckHost(s, "rule", host, false, &warnings).ok());
   s.input_interface = "eth9";
   auto st = CheckHost(s, "rule", host, false, &warnings);
   EXPECT_THAT(std::string(st.message()),
               HasSubstr("rule.input.interface: interface 'eth9' does not exist"));
   EXPECT_THAT(warnings, IsEmpty());
-  s = Spec();
+  s = SampleSpec();
   s.outputs.push_back({Ip("239.3.3.3"), 1, "eth7", 0, -1});
   st = CheckHost(s, "rule", host, false, &warnings);
   EXPECT_THAT(std::string(st.message()), HasSubstr("rule.outputs[1].interface: interface 'eth7'"));
@@ -100,7 +89,7 @@ TEST(CheckHostTest, MissingInterfaceRefusedUnlessAllowed) {
 TEST(CheckHostTest, UnicastInputMustBeLocal) {
   FakeHost host;
   std::vector<std::string> warnings;
-  engine::RuleSpec s = Spec();
+  engine::RuleSpec s = SampleSpec();
   s.input_group = Ip("10.10.1.2");
   EXPECT_TRUE(CheckHost(s, "rule", host, false, &warnings).ok());
   s.input_group = Ip("10.9.9.9");
@@ -116,7 +105,7 @@ TEST(CheckHostTest, UnicastInputMustBeLocal) {
 }
 
 TEST(ValidateRuleSetTest, DuplicateIdsAndInputs) {
-  std::vector<Rule> rules{{Spec(), RuleOrigin::kControl}};
+  std::vector<Rule> rules{{SampleSpec(), RuleOrigin::kControl}};
   EXPECT_TRUE(ValidateRuleSet(rules).ok());
   rules.push_back(rules[0]);
   rules[1].spec.id = "other";
