@@ -613,10 +613,15 @@ def run_trial(rig: Rig, relay: Relay, place: Placement, t: Traffic, *, kind: str
     recv_timeout = est * 2 + 10
     ready = rig.unique("ready")
     mcrgen = rig.tool("mcrgen")
+    # Latency trials take each datagram's arrival time from the kernel (when it reached the
+    # receiver's namespace), so the receiver's own scheduling delay — it shares a CPU with the
+    # relay — is not charged to the path; elsewhere the receiver skips the per-datagram stamp.
+    stamp = "kernel" if kind.startswith("latency") else "user"
     recv = Proc(rig.cmd("rcv", [mcrgen, "recv", "--group", t.recv_group, "--port", t.recv_port,
                                 "--interface", "veth0", "--streams", t.recv_streams,
                                 "--expect", recv_expect, "--timeout", f"{recv_timeout:.1f}",
-                                "--idle-exit", idle_exit, "--json", "--ready-file", ready],
+                                "--idle-exit", idle_exit, "--json", "--ready-file", ready,
+                                "--rx-timestamp", stamp],
                         place.receiver_cpu), rig.unique("recv.json"))
     end = time.monotonic() + 10
     while not os.path.exists(ready):

@@ -32,6 +32,7 @@ struct RecvArgs {
   int64_t port = 0, streams = 1, batch = 64;
   uint64_t window = 65536, rcvbuf = 32u << 20;
   int64_t spin_us = 0;
+  std::string rx_timestamp = "kernel";
   bool json = false;
 };
 
@@ -192,6 +193,11 @@ absl::StatusOr<RecvConfig> ValidateRecv(const RecvArgs& a) {
   if (a.spin_us < 0 || a.spin_us > 1'000'000)
     return OutOfRange("--spin-us", a.spin_us, 0, 1'000'000);
   c.spin_us = static_cast<uint32_t>(a.spin_us);
+  if (a.rx_timestamp != "kernel" && a.rx_timestamp != "user") {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--rx-timestamp '%s' must be kernel or user", a.rx_timestamp));
+  }
+  c.kernel_timestamps = a.rx_timestamp == "kernel";
   return c;
 }
 
@@ -282,6 +288,11 @@ void AddRecvOptions(CLI::App* recv, RecvArgs* a) {
                    "Keep polling this many microseconds after the sockets run dry before "
                    "sleeping: spares the sender a wake-up per datagram at high rates, costs a "
                    "busy CPU")
+      ->capture_default_str();
+  recv->add_option("--rx-timestamp", a->rx_timestamp,
+                   "Receive time for latency: kernel = when the datagram reached this host "
+                   "(SO_TIMESTAMPNS), user = when recvmmsg returned it (adds this receiver's own "
+                   "scheduling delay)")
       ->capture_default_str();
 }
 

@@ -100,6 +100,11 @@ struct RecvConfig {
   /// that never sleeps spares the sender the wake-up in every datagram's delivery, at the cost
   /// of a busy CPU. Default 0 (sleep at once).
   uint32_t spin_us = 0;
+  /// Receive time taken from the kernel (SO_TIMESTAMPNS: when the datagram reached this host's
+  /// stack) rather than read after recvmmsg returns. Kernel time leaves out how long this
+  /// process took to be scheduled and read, which is the receiver's delay, not the path's.
+  /// Default true.
+  bool kernel_timestamps = true;
 };
 
 /// Largest --streams: stream state is allocated per stream (16 KiB histogram + 8 KiB window).

@@ -21,8 +21,9 @@ namespace {
 
 // A 9000-byte MTU carries at most 8972 payload bytes; anything longer is flagged MSG_TRUNC.
 constexpr size_t kRecvBufferSize = 9216;
-// TTL (int) and TOS (1 byte), each in its own aligned cmsg, with room to spare.
-constexpr size_t kControlSize = 4 * CMSG_SPACE(sizeof(int));
+// TTL (int), TOS (1 byte) and the receive timestamp, each in its own aligned cmsg, with room
+// to spare.
+constexpr size_t kControlSize = 4 * CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(timespec));
 // Upper bound on one ppoll so a signal that lands between the stop check and ppoll is still
 // seen promptly.
 constexpr int64_t kMaxPollNs = 100'000'000;
@@ -69,6 +70,11 @@ absl::StatusOr<int> OpenStreamSocket(const RecvConfig& config, const InterfaceIn
   for (const auto& [opt, name] :
        {std::pair{IP_RECVTTL, "IP_RECVTTL"}, std::pair{IP_RECVTOS, "IP_RECVTOS"}}) {
     if (absl::Status s = SetInt(fd, IPPROTO_IP, opt, 1, name); !s.ok()) return fail(s);
+  }
+  if (config.kernel_timestamps) {
+    if (absl::Status s = SetInt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); !s.ok()) {
+      return fail(s);
+    }
   }
   const bool multicast = IsMulticast(addr);
   if (multicast) {
@@ -174,13 +180,15 @@ Receiver::~Receiver() {
 }
 
 void Receiver::Drain(int count, Clock& clock) noexcept {
-  // One timestamp per batch: the datagrams were all queued before recvmmsg returned, and a
-  // clock read per datagram would cost more than the accounting itself.
+  // One clock read per batch: the datagrams were all queued before recvmmsg returned, and a
+  // clock read per datagram would cost more than the accounting itself. With kernel timestamps
+  // each datagram carries its own arrival time instead (a datagram without one keeps the batch's).
   RxMeta meta;
-  meta.realtime_ns = clock.RealtimeNs();
+  const int64_t batch_realtime = clock.RealtimeNs();
   meta.monotonic_ns = clock.MonotonicNs();
   for (int i = 0; i < count; ++i) {
     msghdr& h = msgs_[i].msg_hdr;
+    meta.realtime_ns = batch_realtime;
     meta.ttl = -1;
     meta.tos = -1;
     meta.truncated = (h.msg_flags & MSG_TRUNC) != 0;
@@ -191,6 +199,10 @@ void Receiver::Drain(int count, Clock& clock) noexcept {
         meta.ttl = ttl;
       } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
         meta.tos = *CMSG_DATA(c);
+      } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+        timespec ts;
+        std::memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+        meta.realtime_ns = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
       }
     }
     stats_.OnDatagram(static_cast<const uint8_t*>(iov_[i].iov_base), msgs_[i].msg_len, meta);

@@ -177,10 +177,11 @@ TEST(CliTest, RecvDefaultsAndOptions) {
   EXPECT_EQ(c->recv.timeout_s, 0);
   EXPECT_EQ(c->recv.window, 65536u);
   EXPECT_FALSE(c->recv.source.has_value());
+  EXPECT_TRUE(c->recv.kernel_timestamps);
 
   c = Parse(Recv({"--source", "198.51.100.7", "--expect", "100k", "--timeout", "2.5", "--idle-exit",
                   "1", "--streams", "4", "--json", "--ready-file", "/tmp/r", "--window", "1024",
-                  "--rcvbuf", "1048576"}));
+                  "--rcvbuf", "1048576", "--rx-timestamp", "user"}));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->recv.source, 0xC6336407u);
   EXPECT_EQ(c->recv.expect, 100'000u);
@@ -191,6 +192,7 @@ TEST(CliTest, RecvDefaultsAndOptions) {
   EXPECT_EQ(c->recv.ready_file, "/tmp/r");
   EXPECT_EQ(c->recv.window, 1024u);
   EXPECT_EQ(c->recv.rcvbuf, 1048576u);
+  EXPECT_FALSE(c->recv.kernel_timestamps);
 }
 
 TEST(CliTest, RecvRejectsBadValues) {
@@ -200,6 +202,8 @@ TEST(CliTest, RecvRejectsBadValues) {
   EXPECT_THAT(Error(Recv({"--idle-exit", "-0.5"})), HasSubstr("--idle-exit"));
   EXPECT_THAT(Error(Recv({"--source", "239.1.1.2"})), HasSubstr("must be a unicast"));
   EXPECT_THAT(Error(Recv({"--expect", "many"})), HasSubstr("--expect 'many'"));
+  EXPECT_THAT(Error(Recv({"--rx-timestamp", "nic"})),
+              HasSubstr("--rx-timestamp 'nic' must be kernel or user"));
   EXPECT_THAT(Error({"recv", "-g", "10.1.1.1", "-p", "5000", "-i", "lo", "--source", "10.2.2.2"}),
               HasSubstr("--source needs a multicast --group"));
 }
