@@ -41,6 +41,8 @@ struct DaemonFlags {
   uint32_t ring_block_count = 64;
   /// --ring-block-timeout-ms.
   uint32_t ring_block_timeout_ms = 1;
+  /// --busy-poll-us.
+  uint32_t busy_poll_us = 0;
   /// --log-level.
   std::string log_level = "info";
 };

@@ -85,6 +85,9 @@ class Engine::Impl {
     if (options_.ring_block_timeout_ms < 1 || options_.ring_block_timeout_ms > 1000)
       return absl::InvalidArgumentError(absl::StrFormat(
           "ring block timeout %u ms is out of range 1..1000", options_.ring_block_timeout_ms));
+    if (options_.busy_poll_us > 1'000'000)
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "busy poll %u us is out of range 0..1000000", options_.busy_poll_us));
     socket_filter_ = BuildSocketFilter();
     fanout_program_ = BuildFanoutProgram();
     const int n = static_cast<int>(options_.cpus.size());
@@ -94,6 +97,7 @@ class Engine::Impl {
       cfg.cpu = options_.cpus[i];
       cfg.num_shards = n;
       cfg.recv_mode = options_.ingress == IngressMode::kRecv;
+      cfg.busy_poll_ns = uint64_t{options_.busy_poll_us} * 1000;
       cfg.ring = {options_.ring_block_size, options_.ring_block_count,
                   options_.ring_block_timeout_ms};
       cfg.socket_filter = &socket_filter_;

@@ -76,20 +76,19 @@ class Shard::Loop {
   void Run() {
     uint64_t last_tick = NowNs();
     uint64_t busy = 0;
-    uint64_t last_batch = 0;  // recv mode: frames the last pass handled
+    uint64_t last_frame = 0;  // when a pass last handled frames (busy polling)
     while (!stop_) {
-      // Ring mode: one wake-up per closed block. Recv mode: wait for about half as many
-      // completions as the last pass brought, but never longer than 50 µs. A slow feed (a frame
-      // per pass) then wakes the shard per frame with no timer at all — lowest latency, and
-      // cheaper than timing out every 50 µs — while a fast one is handled in batches.
-      __kernel_timespec ts{1, 0};
-      unsigned wait_nr = 1;
-      if (cfg_.recv_mode && last_batch >= 4) {
-        ts = {0, 50'000};
-        wait_nr = static_cast<unsigned>(std::min<uint64_t>(last_batch / 2, kRecvBatch));
-      }
+      // Ring mode: one wake-up per closed block. Recv mode: one per first frame — the frames
+      // that arrive while a pass runs are the next pass's batch. (Waiting for a batch of
+      // completions with a short timeout was tried: it delayed the first frame of every batch by
+      // up to the timeout and saved no measurable CPU; see docs/PERFORMANCE.md.)
+      __kernel_timespec ts{1, 0};  // at least once a second for the tick
       io_uring_cqe* cqe = nullptr;
-      io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
+      // Busy polling: for a while after the last frame, look for work without sleeping, so the
+      // next frame does not pay for waking this thread (and, on a VM, its idle vCPU).
+      if (cfg_.busy_poll_ns == 0 || !Spin(last_frame + cfg_.busy_poll_ns)) {
+        io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      }
       const uint64_t t_work = NowNs();
 
       bool wake = false;
@@ -100,7 +99,7 @@ class Shard::Loop {
         HandleCqe(cqe, &wake, tally);
       }
       io_uring_cq_advance(&ring_, seen);
-      last_batch = tally.received;
+      if (tally.received != 0) last_frame = t_work;
 
       if (cfg_.recv_mode) {
         // Sends are synchronous: after Flush no kernel call refers to the buffers any more.
@@ -113,7 +112,9 @@ class Shard::Loop {
       } else {
         // Every wake-up drains every ring: checking an idle ring is one load, and it spares
         // tracking which poll fired.
-        for (auto& in : inputs_) DrainRing(in);
+        for (auto& in : inputs_) {
+          if (DrainRing(in) != 0) last_frame = t_work;
+        }
       }
       if (wake) DrainCommands();
 
@@ -130,7 +131,6 @@ class Shard::Loop {
 
  private:
   static constexpr unsigned kRingEntries = 512;
-  static constexpr unsigned kRecvBatch = 32;
 
   struct Input {
     uint32_t id = 0;
@@ -268,7 +268,27 @@ class Shard::Loop {
     c.sendmsg_calls.Set(egress_.syscalls());
   }
 
-  void DrainRing(Input& in) noexcept {
+  // Busy polling until `deadline` (CLOCK_MONOTONIC ns): true as soon as there is work — a
+  // completion, or (ring mode) a closed block, which is visible in the ring without a system
+  // call. Recv-mode frames and the command eventfd only become completions when the kernel runs
+  // this ring's deferred task work, which io_uring_get_events does without blocking.
+  bool Spin(uint64_t deadline) noexcept {
+    io_uring_submit(&ring_);  // re-armed requests must be in the kernel before we look
+    do {
+      if (stop_) return true;
+      if (!cfg_.recv_mode) {
+        for (const auto& in : inputs_)
+          if (in.ring->NextBlock() != nullptr) return true;
+      }
+      io_uring_get_events(&ring_);
+      if (io_uring_cq_ready(&ring_) != 0) return true;
+    } while (NowNs() < deadline);
+    return false;
+  }
+
+  // Returns the number of frames handled.
+  uint64_t DrainRing(Input& in) noexcept {
+    uint64_t frames = 0;
     while (tpacket_block_desc* bd = in.ring->NextBlock()) {
       const uint32_t n = bd->hdr.bh1.num_pkts;
       auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +
@@ -285,7 +305,9 @@ class Shard::Loop {
       egress_.Flush();
       in.ring->ReleaseBlock(bd);
       Publish(tally);
+      frames += n;
     }
+    return frames;
   }
 
   void DrainCommands() {

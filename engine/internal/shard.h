@@ -61,6 +61,7 @@ struct ShardConfig {
   int cpu = 0;
   int num_shards = 1;
   bool recv_mode = false;  // --ingress recv: multishot receive instead of TPACKET_V3 rings
+  uint64_t busy_poll_ns = 0;  // keep looking for work this long after a frame before sleeping
   RingGeometry ring;
   const std::vector<sock_filter>* socket_filter = nullptr;  // outlives the shard
 };

@@ -76,6 +76,8 @@ TEST(DaemonOptionsTest, AllFlags) {
                     "32",
                     "--ring-block-timeout-ms",
                     "4",
+                    "--busy-poll-us",
+                    "50",
                     "--log-level",
                     "debug"});
   ASSERT_TRUE(o.ok()) << o.status();
@@ -92,6 +94,7 @@ TEST(DaemonOptionsTest, AllFlags) {
   EXPECT_EQ(o->engine.ring_block_size, 256u * 1024);
   EXPECT_EQ(o->engine.ring_block_count, 32u);
   EXPECT_EQ(o->engine.ring_block_timeout_ms, 4u);
+  EXPECT_EQ(o->engine.busy_poll_us, 50u);
   EXPECT_EQ(o->log_level, LogLevel::kDebug);
 }
 
@@ -109,6 +112,8 @@ TEST(DaemonOptionsTest, Refusals) {
   EXPECT_THAT(ErrorOf({"--ingress", "xdp"}), HasSubstr("--ingress"));
   EXPECT_THAT(ErrorOf({"--log-level", "loud"}), HasSubstr("--log-level: log level 'loud'"));
   EXPECT_THAT(ErrorOf({"--ring-block-timeout-ms", "0"}), HasSubstr("--ring-block-timeout-ms"));
+  EXPECT_THAT(ErrorOf({"--busy-poll-us", "2000000"}), HasSubstr("--busy-poll-us"));
+  EXPECT_THAT(ErrorOf({"--busy-poll-us", "-1"}), HasSubstr("--busy-poll-us"));
   EXPECT_THAT(ErrorOf({"--bogus"}), HasSubstr("--bogus"));
 }
 

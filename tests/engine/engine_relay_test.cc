@@ -16,6 +16,7 @@
 
 #include "engine/engine.h"
 #include "engine/packet.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/rig/netns_fixture.h"
 #include "tests/rig/traffic.h"
@@ -99,11 +100,12 @@ class EngineRelayTest : public ::testing::TestWithParam<IngressMode> {
     }
     rig_.reset();
   }
-  void StartEngine(std::vector<int> cpus = {0}) {
+  void StartEngine(std::vector<int> cpus = {0}, uint32_t busy_poll_us = 0) {
     NetnsScope in(*rig_, "rly");
     EngineOptions o;
     o.cpus = std::move(cpus);
     o.ingress = GetParam();
+    o.busy_poll_us = busy_poll_us;
     auto e = Engine::Start(o);
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
@@ -595,6 +597,59 @@ TEST_P(EngineRelayTest, ShardsRunOnTheirCpus) {
   ASSERT_EQ(st.shards.size(), 2u);
   EXPECT_EQ(st.shards[0].cpu, 1);
   EXPECT_EQ(st.shards[1].cpu, 0);
+}
+
+// CPU time the thread named `name` has run, from /proc/self/task/*/schedstat; -1 if none.
+int64_t ThreadRunNs(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n != name) continue;
+    std::ifstream sched(task.path() / "schedstat");
+    int64_t ns = -1;
+    sched >> ns;
+    return ns;
+  }
+  return -1;
+}
+
+TEST_P(EngineRelayTest, BusyPollRelaysEverythingAndSleepsOnceTheFeedStops) {
+  {
+    NetnsScope in(*rig_, "rly");
+    EngineOptions o;
+    o.cpus = {0};
+    o.ingress = GetParam();
+    o.busy_poll_us = 1'000'001;
+    auto e = Engine::Start(o);
+    ASSERT_FALSE(e.ok());
+    EXPECT_THAT(std::string(e.status().message()), ::testing::HasSubstr("busy poll 1000001 us"));
+  }
+  StartEngine({0}, 2000);  // poll 2 ms after each frame
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  Receive("239.2.2.2", 6000, &rx);
+  constexpr uint64_t kN = 3000;
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth0");
+    for (uint64_t i = 0; i < kN; ++i) {
+      tx.Send("239.1.1.1", 5000, MakePayload(i, 1, 1200));
+      Pace(i);
+    }
+  }
+  auto got = rx->Collect(kN);
+  ASSERT_EQ(got.size(), kN);
+  for (uint64_t i = 0; i < kN; ++i)
+    ASSERT_EQ(got[i].payload, MakePayload(i, 1, 1200)) << "datagram " << i;
+  // The feed has stopped: after its 2 ms of polling the shard must sleep. A shard that kept
+  // polling would run the whole half second; a sleeping one runs only its once-a-second tick.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int64_t before = ThreadRunNs("mcr-shard0");
+  ASSERT_GE(before, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const int64_t ran = ThreadRunNs("mcr-shard0") - before;
+  EXPECT_LT(ran, 50'000'000) << "the shard kept running " << ran << " ns of 500 ms with no feed";
 }
 
 // Every behaviour holds for both ingress mechanisms.
