@@ -25,6 +25,9 @@
 #   --parts LIST       subset of comparison,sweep,mcrd_recv,latency_vs_rate,fanout,streams
 #   --set KEY=VALUE    override a value of the measurement plan (bench/harness/bench.py)
 #   --mcrd-arg ARG     extra mcrd supervisor argument, repeatable (e.g. --mcrd-arg=--ring-block-size=64K)
+#   --egress-uso       turn UDP segmentation offload on for the relay's output veth (out0), as on
+#                      an egress NIC with USO: mcrd's GSO sends then cross it as one packet
+#                      (the kernel path and socat send single datagrams either way)
 #   --no-plots         skip the PNGs
 #   -h, --help         this text
 set -euo pipefail
@@ -42,6 +45,7 @@ shards=""
 sender_cpu=""
 receiver_cpu=""
 plots=1
+egress_uso=0
 py_args=()
 usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -60,6 +64,7 @@ while [ $# -gt 0 ]; do
     --mcrd-arg) py_args+=("--mcrd-arg=$2"); shift 2 ;;
     --mcrd-arg=*) py_args+=("--mcrd-arg=${1#--mcrd-arg=}"); shift ;;
     --no-plots) plots=0; shift ;;
+    --egress-uso) egress_uso=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -128,6 +133,10 @@ jumbo() { ip -n "$(rig_nsname "$1")" link set "$2" mtu 9000; }  # 8000-byte payl
 jumbo snd veth0; jumbo rly in0; jumbo rly out0; jumbo rcv veth0
 command -v ethtool >/dev/null ||
   echo "bench: ethtool missing: veth UDP segmentation stays on and captures see super-packets" >&2
+if [ "$egress_uso" -eq 1 ]; then
+  ip netns exec "$(rig_nsname rly)" ethtool -K out0 tx-udp-segmentation on >/dev/null
+  py_args+=(--egress-uso)
+fi
 
 json=$out/results.json
 [ "$quick" -eq 1 ] && py_args+=(--quick)

@@ -78,6 +78,7 @@ class Bench:
             "placement": {"sender_cpu": args.sender_cpu, "receiver_cpu": args.receiver_cpu,
                           "relay_cpus": args.relay_cpus, "mcrd_control_cpu": args.control_cpu},
             "plan": plan,
+            "egress_uso": args.egress_uso,
             "mcrd_args": list(args.mcrd_arg),
             "topology": "snd veth0 10.10.1.1 -> in0 10.10.1.2 [relay] out0 10.10.2.1 -> "
                         "veth0 10.10.2.2 rcv; veth MTU 9000, tx-udp-segmentation off",
@@ -511,6 +512,8 @@ def main() -> int:
     ap.add_argument("--receiver-cpu", required=True)
     ap.add_argument("--relay-cpus", required=True)
     ap.add_argument("--control-cpu", default=None)
+    ap.add_argument("--egress-uso", action="store_true",
+                    help="recorded in the results: out0 has UDP segmentation offload on")
     ap.add_argument("--mcrd-arg", action="append", default=[],
                     help="extra argument for mcrd supervisor (repeatable)")
     ap.add_argument("--sizes", default=None, help="comma-separated payload sizes")

@@ -278,6 +278,10 @@ def header(d: dict) -> str:
         f"{sw.get('socat')}; {sw.get('smcrouted')}",
         f"- placement: sender CPU {p.get('sender_cpu')}, relay CPU(s) {p.get('relay_cpus')}, "
         f"receiver CPU {p.get('receiver_cpu')}",
+        "- egress link (relay out0): "
+        + ("UDP segmentation offload **on** — a GSO send crosses it as one packet, as it leaves "
+           "through a NIC with USO" if d.get("egress_uso") else
+           "UDP segmentation offload off — the relay's kernel segments every GSO send"),
         f"- background load from other tenants (CPUs busy with nothing of ours running): {bgs}",
     ])
 
