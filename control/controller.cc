@@ -29,6 +29,36 @@ absl::Status CheckFields(const json& msg, std::initializer_list<std::string_view
   return absl::OkStatus();
 }
 
+// The membership a rule's input needs — (*,G) or (S,G) on its input interface, or the sink of a
+// unicast input — in the pool's description; null when there is none.
+const MembershipInfo* FindMembership(const std::vector<MembershipInfo>& all,
+                                     const engine::RuleSpec& r) {
+  const bool multicast = engine::IsMulticast(r.input_group);
+  for (const MembershipInfo& m : all) {
+    if (multicast ? (m.kind != MembershipInfo::Kind::kUnicastSink &&
+                     m.interface == r.input_interface && m.group == r.input_group &&
+                     m.source == r.input_source)
+                  : (m.kind == MembershipInfo::Kind::kUnicastSink && m.group == r.input_group &&
+                     m.port == r.input_port)) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
+json MembershipJson(const MembershipInfo* m) {
+  if (m == nullptr) return {{"state", "none"}};
+  const char* kind = m->kind == MembershipInfo::Kind::kAnySource        ? "any-source"
+                     : m->kind == MembershipInfo::Kind::kSourceSpecific ? "source-specific"
+                                                                        : "unicast-sink";
+  const char* state = m->state == MembershipInfo::State::kActive    ? "active"
+                      : m->state == MembershipInfo::State::kPending ? "pending"
+                                                                    : "failed";
+  json j = {{"kind", kind}, {"state", state}};
+  if (!m->detail.empty()) j["detail"] = m->detail;
+  return j;
+}
+
 absl::StatusOr<bool> GetBool(const json& msg, std::string_view key) {
   auto it = msg.find(key);
   if (it == msg.end()) return false;
@@ -393,6 +423,7 @@ absl::StatusOr<json> Controller::HandleRemove(const json& msg) {
 
 json Controller::HandleList() const {
   const engine::EngineStats stats = sink_.Snapshot();
+  const std::vector<MembershipInfo> memberships = sink_.Memberships();
   absl::flat_hash_map<std::string_view, const engine::RuleStats*> by_id;
   for (const auto& r : stats.rules) by_id.emplace(r.spec.id, &r);
   json rules = json::array();
@@ -402,6 +433,7 @@ json Controller::HandleList() const {
     auto it = by_id.find(r.spec.id);
     j["shard"] = it == by_id.end() ? -1 : it->second->shard;
     j["input_up"] = it != by_id.end() && it->second->input_up;
+    j["membership"] = MembershipJson(FindMembership(memberships, r.spec));
     for (size_t i = 0; i < r.spec.outputs.size(); ++i) {
       const bool active =
           it != by_id.end() && i < it->second->outputs.size() && it->second->outputs[i].active;

@@ -104,13 +104,36 @@ std::string HumanCount(double value) {
   return absl::StrFormat("%.*f%s", decimals, value, kPrefix[i]);
 }
 
+namespace {
+
+// "joined" / "bound" (a unicast input's sink), "pending: why", "failed: why", or "-" when the
+// daemon reports none (an older mcrd, or a rule not applied yet).
+std::string MembershipText(const json& rule) {
+  auto it = rule.find("membership");
+  if (it == rule.end() || !it->is_object()) return "-";
+  const std::string state = Str(*it, "state");
+  std::string text;
+  if (state == "active") {
+    text = Str(*it, "kind") == "unicast-sink" ? "bound" : "joined";
+  } else if (state == "pending" || state == "failed") {
+    text = state;
+  } else {
+    return "-";
+  }
+  if (state != "active" && it->contains("detail")) text += ": " + Str(*it, "detail");
+  return text;
+}
+
+}  // namespace
+
 std::string FormatList(const json& response) {
   auto rules = Array(response, "rules");
   std::string out;
   if (rules.empty()) {
     out = "no rules\n";
   } else {
-    Table table({"ID", "INPUT", "SHARD", "STATE", "OUTPUTS"}, {false, false, true, false, false});
+    Table table({"ID", "INPUT", "SHARD", "STATE", "MEMBERSHIP", "OUTPUTS"},
+                {false, false, true, false, false, false});
     for (const auto& r : rules) {
       auto outputs = Array(r, "outputs");
       for (size_t i = 0; i < std::max<size_t>(outputs.size(), 1); ++i) {
@@ -122,9 +145,9 @@ std::string FormatList(const json& response) {
         if (i == 0) {
           const std::string shard = Str(r, "shard");
           table.AddRow({Str(r, "id"), InputText(r), shard == "-1" ? "-" : shard,
-                        Bool(r, "input_up") ? "up" : "down", output});
+                        Bool(r, "input_up") ? "up" : "down", MembershipText(r), output});
         } else {
-          table.AddRow({"", "", "", "", output});
+          table.AddRow({"", "", "", "", "", output});
         }
       }
     }

@@ -26,4 +26,6 @@ void EngineSink::RefreshInterfaces() {
 
 engine::EngineStats EngineSink::Snapshot() const { return engine_->Snapshot(); }
 
+std::vector<MembershipInfo> EngineSink::Memberships() const { return memberships_.Describe(); }
+
 }  // namespace mcr::control

@@ -27,6 +27,7 @@ class EngineSink final : public RuleSink {
   /// Rebuilds the engine's interface-bound sockets and rejoins groups on re-created interfaces.
   void RefreshInterfaces() override;
   engine::EngineStats Snapshot() const override;
+  std::vector<MembershipInfo> Memberships() const override;
 
  private:
   // Declared before engine_: memberships are left (sockets closed) after the shards stopped.

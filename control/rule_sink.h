@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "control/membership.h"
 #include "engine/engine.h"
 #include "engine/rule.h"
 
@@ -25,6 +26,9 @@ class RuleSink {
   virtual void RefreshInterfaces() = 0;
   /// Counters and state of every shard, rule, output and interface.
   virtual engine::EngineStats Snapshot() const = 0;
+  /// The host's group memberships and unicast sinks for the running set, with their state.
+  /// Control thread only.
+  virtual std::vector<MembershipInfo> Memberships() const = 0;
 };
 using RuleSinkPtr = std::unique_ptr<RuleSink>;
 

@@ -125,6 +125,35 @@ TEST_F(ControllerTest, AddListRemove) {
   EXPECT_THAT(*ParseState(State()), ::testing::IsEmpty());
 }
 
+TEST_F(ControllerTest, ListShowsTheMembershipEachRuleNeeds) {
+  MembershipInfo joined;
+  joined.kind = MembershipInfo::Kind::kAnySource;
+  joined.state = MembershipInfo::State::kActive;
+  joined.interface = "in0";
+  joined.ifindex = 2;
+  joined.group = *ParseIpv4("239.1.1.1");
+  MembershipInfo failed = joined;
+  failed.state = MembershipInfo::State::kFailed;
+  failed.group = *ParseIpv4("239.1.1.2");
+  failed.detail = "join (*, 239.1.1.2) on in0: No buffer space available";
+  MembershipInfo other_interface = joined;  // same group elsewhere: not this rule's
+  other_interface.interface = "out1";
+  other_interface.group = *ParseIpv4("239.1.1.3");
+  sink_.memberships = {other_interface, joined, failed};
+  ASSERT_TRUE(Make().Start().ok());
+  ASSERT_TRUE(Call(AddRequest("239.1.1.1", "a"))["ok"]);
+  ASSERT_TRUE(Call(AddRequest("239.1.1.2", "b"))["ok"]);
+  ASSERT_TRUE(Call(AddRequest("239.1.1.3", "c"))["ok"]);
+  json r = Call({{"type", "list"}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  ASSERT_EQ(r["rules"].size(), 3u);
+  EXPECT_EQ(r["rules"][0]["membership"],
+            json({{"kind", "any-source"}, {"state", "active"}}));
+  EXPECT_EQ(r["rules"][1]["membership"],
+            json({{"kind", "any-source"}, {"state", "failed"}, {"detail", failed.detail}}));
+  EXPECT_EQ(r["rules"][2]["membership"], json({{"state", "none"}}));
+}
+
 TEST_F(ControllerTest, RefusalsChangeNothing) {
   ASSERT_TRUE(Make().Start().ok());
   ASSERT_TRUE(Call(AddRequest("239.1.1.1", "cam1"))["ok"]);

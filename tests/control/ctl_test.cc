@@ -107,20 +107,26 @@ TEST(FormatTest, List) {
   json r = json::parse(R"({"ok": true, "rules": [
       {"id": "cam1", "input": {"interface": "in0", "group": "239.1.1.1", "port": 5000},
        "shard": 0, "input_up": true, "origin": "control",
+       "membership": {"kind": "any-source", "state": "active"},
        "outputs": [{"group": "239.2.2.2", "port": 6000, "interface": "out0", "active": true},
                    {"group": "10.0.0.9", "port": 7000, "interface": "out1", "ttl": 8,
                     "active": false}]},
       {"id": "4279e8e61d4b", "input": {"interface": "in0", "group": "239.1.1.2", "port": 5000,
        "source": "10.0.0.1"}, "shard": 1, "input_up": false,
+       "membership": {"kind": "source-specific", "state": "pending",
+                      "detail": "interface in0 does not exist"},
        "outputs": [{"group": "239.2.2.3", "port": 6000, "interface": "out0", "active": true}]}],
       "interfaces": [{"name": "in0", "ifindex": 2, "up": true},
                      {"name": "out1", "ifindex": 0, "up": false}]})");
   EXPECT_EQ(FormatList(r),
-            "ID            INPUT                               SHARD  STATE  OUTPUTS\n"
-            "cam1          in0 239.1.1.1:5000                      0  up     239.2.2.2:6000:out0\n"
-            "                                                                "
-            "10.0.0.9:7000:out1:ttl=8 (inactive)\n"
-            "4279e8e61d4b  in0 239.1.1.2:5000 source 10.0.0.1      1  down   239.2.2.3:6000:out0\n"
+            "ID            INPUT                               SHARD  STATE  MEMBERSHIP"
+            "                             OUTPUTS\n"
+            "cam1          in0 239.1.1.1:5000                      0  up     joined"
+            "                                 239.2.2.2:6000:out0\n"
+            "                                                                      "
+            "                                 10.0.0.9:7000:out1:ttl=8 (inactive)\n"
+            "4279e8e61d4b  in0 239.1.1.2:5000 source 10.0.0.1      1  down   "
+            "pending: interface in0 does not exist  239.2.2.3:6000:out0\n"
             "\n"
             "INTERFACE  STATE    IFINDEX\n"
             "in0        up             2\n"

@@ -49,6 +49,8 @@ class FakeSink final : public RuleSink {
   int refreshes = 0;
   /// Counters reported for every rule and output.
   uint64_t packets = 0;
+  /// What Memberships() reports.
+  std::vector<MembershipInfo> memberships;
 
   absl::Status Apply(const std::vector<engine::RuleSpec>& rules,
                      std::vector<std::string>* warnings) override {
@@ -59,6 +61,7 @@ class FakeSink final : public RuleSink {
     return absl::OkStatus();
   }
   void RefreshInterfaces() override { ++refreshes; }
+  std::vector<MembershipInfo> Memberships() const override { return memberships; }
   engine::EngineStats Snapshot() const override {
     engine::EngineStats stats;
     for (const auto& spec : applied) {

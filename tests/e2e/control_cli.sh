@@ -60,6 +60,16 @@ SEED_ID=$(jq -r '.rules[0].id' <<<"$LIST")
 jq -e '.rules[0] | has("shard") and .input_up == true' <<<"$LIST" >/dev/null || rig_fail "shard/input_up"
 jq -e '.rules[3].input_up == false' <<<"$LIST" >/dev/null || rig_fail "pending rule shows input down"
 jq -e '[.interfaces[].name] | index("in0") != null' <<<"$LIST" >/dev/null || rig_fail "interfaces"
+# The host's membership behind each input: joined, a unicast input's bound sink, pending.
+[ "$(jq -r '[.rules[].membership | "\(.kind // "-"):\(.state)"] | join(" ")' <<<"$LIST")" = \
+  "any-source:active source-specific:active unicast-sink:active any-source:pending" ] ||
+  rig_fail "list: memberships: $(jq -c '[.rules[].membership]' <<<"$LIST")"
+jq -e '.rules[3].membership.detail | test("vlan7")' <<<"$LIST" >/dev/null ||
+  rig_fail "pending membership does not say why"
+ctl list | grep -q "^cam2 .* joined " || rig_fail "list table: cam2 not shown joined"
+ctl list | grep -q "^uni .* bound " || rig_fail "list table: unicast sink not shown bound"
+ctl list | grep -q "^pending .* pending: interface vlan7 does not exist" ||
+  rig_fail "list table: pending membership"
 ctl list | grep -q "^cam2 " || rig_fail "list table"
 ctl list | grep -q "vlan7 .*missing" || rig_fail "list shows the missing interface"
 
