@@ -433,6 +433,7 @@ json Controller::HandleList() const {
     auto it = by_id.find(r.spec.id);
     j["shard"] = it == by_id.end() ? -1 : it->second->shard;
     j["input_up"] = it != by_id.end() && it->second->input_up;
+    j["input_ifindex"] = it != by_id.end() ? it->second->input_ifindex : 0;
     j["membership"] = MembershipJson(FindMembership(memberships, r.spec));
     for (size_t i = 0; i < r.spec.outputs.size(); ++i) {
       const bool active =

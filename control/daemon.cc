@@ -186,15 +186,54 @@ int RunDaemon(const DaemonOptions& options) {
   // Link and address changes: rebuild capture/egress sockets and rejoin groups. Without the
   // watcher (netlink refused) relaying still works; interfaces re-created later are not picked
   // up until the next rule change, so say so.
+  //
+  // Changes come in storms on some hosts (a container host creates and deletes veths all day),
+  // and each rescan round-trips every shard. A change after a quiet spell is handled at once;
+  // during a storm rescans are at least kRescanSpacing apart, and the last change of a storm is
+  // always followed by one (a one-shot timer for the rest of the spacing).
+  constexpr auto kRescanSpacing = std::chrono::milliseconds(100);
   LinkWatcherPtr links;
+  ScopedFd rescan_timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (rescan_timer.get() < 0) {
+    return refuse(absl::InternalError(absl::StrFormat("timerfd: %s", std::strerror(errno))));
+  }
+  std::chrono::steady_clock::time_point last_rescan{};  // the epoch: the first one is at once
+  bool rescan_armed = false;
+  const auto rescan = [&] {
+    last_rescan = std::chrono::steady_clock::now();
+    log.Debug("link or address change: refreshing interfaces");
+    controller.OnInterfacesChanged();
+  };
   if (auto watcher = LinkWatcher::Open(); watcher.ok()) {
     links = *std::move(watcher);
     if (auto s = loop.Add(links->fd(), EPOLLIN,
                           [&](uint32_t) {
-                            if (links->Drain()) {
-                              log.Debug("link or address change: refreshing interfaces");
-                              controller.OnInterfacesChanged();
+                            if (!links->Drain() || rescan_armed) return;
+                            const auto since = std::chrono::steady_clock::now() - last_rescan;
+                            if (since >= kRescanSpacing) {
+                              rescan();
+                              return;
                             }
+                            const auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                kRescanSpacing - since);
+                            itimerspec once{};
+                            once.it_value.tv_sec = wait.count() / 1'000'000'000;
+                            once.it_value.tv_nsec = wait.count() % 1'000'000'000;
+                            rescan_armed =
+                                ::timerfd_settime(rescan_timer.get(), 0, &once, nullptr) == 0;
+                            if (!rescan_armed) rescan();  // no timer: rescan now rather than never
+                          });
+        !s.ok()) {
+      return refuse(s);
+    }
+    if (auto s = loop.Add(rescan_timer.get(), EPOLLIN,
+                          [&](uint32_t) {
+                            uint64_t expirations;
+                            while (::read(rescan_timer.get(), &expirations,
+                                          sizeof expirations) > 0) {
+                            }
+                            rescan_armed = false;
+                            rescan();
                           });
         !s.ok()) {
       return refuse(s);

@@ -227,6 +227,7 @@ class Engine::Impl {
       r.shard = rule->shard;
       auto in = inputs_.find(rule->spec.input_interface);
       r.input_up = in != inputs_.end() && in->second.ifindex != 0;
+      r.input_ifindex = in != inputs_.end() ? in->second.ifindex : 0;
       r.packets = rule->counters->packets.Load();
       r.bytes = rule->counters->bytes.Load();
       names.insert(rule->spec.input_interface);

@@ -60,6 +60,7 @@ struct RuleStats {
   RuleSpec spec;
   int shard = 0;
   bool input_up = false;  // input interface present and captured
+  int input_ifindex = 0;  // the interface index the capture sockets are bound to; 0 if none
   uint64_t packets = 0;
   uint64_t bytes = 0;
   std::vector<OutputStats> outputs;

@@ -67,6 +67,14 @@ rig_link snd veth1 10.10.3.1/24 rly in1 10.10.3.2/24
 ip -n "$(rig_nsname snd)" route add 239.1.1.1/32 dev veth1
 new=$(ip -n "$(rig_nsname rly)" -o link show in1 | cut -d: -f1)
 [ "$old" != "$new" ] || rig_fail "re-created interface kept ifindex $old"
+# Until mcrd has seen the deletion, list still shows the rule up on the old interface: wait until
+# it captures on the new index (mcrd spaces rescans 100 ms apart in a burst of link changes).
+captured() { ctl --json list | jq -r '.rules[] | select(.id == "late") | .input_ifindex'; }
+for _ in $(seq 100); do
+  [ "$(captured)" = "$new" ] && break
+  sleep 0.05
+done
+[ "$(captured)" = "$new" ] || rig_fail "mcrd never captured on in1's new ifindex $new: $(ctl list)"
 wait_up late
 relay_ok recreated veth1 239.1.1.1 6001 500
 
