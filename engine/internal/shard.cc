@@ -275,7 +275,6 @@ class Shard::Loop {
   bool Spin(uint64_t deadline) noexcept {
     io_uring_submit(&ring_);  // re-armed requests must be in the kernel before we look
     do {
-      if (stop_) return true;
       if (!cfg_.recv_mode) {
         for (const auto& in : inputs_)
           if (in.ring->NextBlock() != nullptr) return true;
