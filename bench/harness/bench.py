@@ -368,11 +368,32 @@ class Bench:
             common = self.out["sizes"].get(str(size), {}).get("common_rate")
             if common:
                 res["cpu"] = self.cpu_at(relay, size, common)
+            rates = (res.get("latency") or {}).get("rates")
+            if rates:  # the rounds' half zero-loss rates differ a little: their median
+                res["latency_baseline"] = self.kernel_latency_at(size, round_rate(median(rates)))
         except RelayUnavailable as e:
             log(f"mcrd --ingress recv unavailable: {e}")
             res = {"error": str(e)}
         self.out["relays"]["mcrd-recv"] = {"size": size, **res}
         self.save()
+
+    def kernel_latency_at(self, size: int, rate: int) -> dict:
+        """The kernel path's latency at `rate` (same sender, veths and receiver, no userspace
+        hop): the baseline that turns a relay's latency at that rate into added latency."""
+        p = self.plan
+        relay = KernelMroute(self.rig, self.args.relay_cpus)
+        flows, _ = self.one_flow(relay)
+        try:
+            self.start(relay, flows)
+            self.trial(relay, self.traffic(relay, size, 10_000, 2_000), "warmup")
+            n = self.count_for(rate, p["latency_seconds"], p["latency_min"], p["latency_max"])
+            runs = [self.trial(relay, self.traffic(relay, size, rate, n), "latency-baseline")
+                    for _ in range(p["rounds"])]
+            return {"relay": relay.name, **self.latency_summary(runs)}
+        except RelayUnavailable as e:
+            return {"relay": relay.name, "error": str(e)}
+        finally:
+            relay.stop()
 
     def latency_vs_rate(self, size: int = 1200) -> None:
         """Latency of both ingress modes at fixed rates, and of the kernel path as the baseline

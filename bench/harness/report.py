@@ -167,9 +167,19 @@ def targets(d: dict) -> list:
                         None if q is None else q <= 3))
     rec = d.get("relays", {}).get("mcrd-recv", {})
     p99 = rec.get("latency", {}).get("p99")
-    res.append(("latency p99 ≤ 50 µs, --ingress recv",
-                "unavailable" if "error" in rec else f"{num(p99)} µs at {kpps(rec.get('latency', {}).get('rate'))} pps",
-                None if p99 is None else p99 <= 50))
+    base = rec.get("latency_baseline", {})
+    if "error" in rec:
+        res.append(("latency p99 added ≤ 50 µs, --ingress recv", "unavailable", None))
+    elif base.get("p99") is not None and p99 is not None:
+        added = p99 - base["p99"]
+        res.append(("latency p99 added ≤ 50 µs, --ingress recv (p99 − the kernel path's p99 at "
+                    "the same rate)",
+                    f"{num(p99)} − {num(base['p99'])} = {num(added)} µs at "
+                    f"{kpps(base.get('rate'))} pps", added <= 50))
+    else:  # results from before the harness measured the baseline: the absolute p99
+        res.append(("latency p99 ≤ 50 µs, --ingress recv",
+                    f"{num(p99)} µs at {kpps(rec.get('latency', {}).get('rate'))} pps",
+                    None if p99 is None else p99 <= 50))
     lat = r.get("mcrd", {}).get("latency", {})
     p99 = lat.get("p99")
     block_ms = 1
