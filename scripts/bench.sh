@@ -47,7 +47,7 @@ receiver_cpu=""
 plots=1
 egress_uso=0
 py_args=()
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; shift ;;

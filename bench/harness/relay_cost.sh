@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --ingress) ingress=$2; shift 2 ;;
     --receiver) receiver=1; shift ;;
     --egress-uso) uso=1; shift ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "relay_cost: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
