@@ -128,11 +128,10 @@ def softnet_dropped() -> int:
 def parse_snmp(path: str) -> dict:
     """Returns {'Udp': {...}, 'Ip': {...}, ...} from a /proc/net/snmp file."""
     out = {}
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError:
+    text = read_text(path)
+    if text is None:
         return out
+    lines = text.splitlines()
     for i in range(0, len(lines) - 1, 2):
         head, vals = lines[i].split(), lines[i + 1].split()
         if head and vals and head[0] == vals[0]:
@@ -150,44 +149,41 @@ def background_busy(seconds: float = 1.0) -> float:
     return max(0.0, el * a["n"] - (b["idle"] - a["idle"]) / USER_HZ) / el
 
 
+def read_text(path: str) -> Optional[str]:
+    """The whole file, or None if it cannot be read (a /proc or /etc file this host lacks).
+    .gz files are decompressed (/proc/config.gz)."""
+    try:
+        if path.endswith(".gz"):
+            import gzip
+            with gzip.open(path, "rt") as f:
+                return f.read()
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def host_info() -> dict:
     info = {"kernel": os.uname().release, "machine": os.uname().machine, "cpus": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-            info["cpu_model"] = m.group(1) if m else None
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            info["mem_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    for path, key in (("/etc/debian_version", "debian"),):
-        try:
-            with open(path) as f:
-                info[key] = f.read().strip()
-        except OSError:
-            pass
-    try:
-        with open("/etc/os-release") as f:
-            m = re.search(r'^PRETTY_NAME="?([^"\n]*)', f.read(), re.M)
-            info["os"] = m.group(1) if m else None
-    except OSError:
-        pass
-    try:
-        import gzip
-        with gzip.open("/proc/config.gz", "rt") as f:
-            m = re.search(r"^CONFIG_HZ=(\d+)", f.read(), re.M)
-            info["kernel_hz"] = int(m.group(1)) if m else None
-    except OSError:
-        pass
+
+    def match(text: str, pattern: str) -> Optional[str]:  # group 1 of the first match
+        m = re.search(pattern, text, re.M)
+        return m.group(1) if m else None
+
+    if (t := read_text("/proc/cpuinfo")) is not None:
+        info["cpu_model"] = match(t, r"^model name\s*:\s*(.*)$")
+    if (t := read_text("/proc/meminfo")) is not None:
+        info["mem_gib"] = round(int(t.split()[1]) / 2**20, 1)  # MemTotal, kB
+    if (t := read_text("/etc/debian_version")) is not None:
+        info["debian"] = t.strip()
+    if (t := read_text("/etc/os-release")) is not None:
+        info["os"] = match(t, r'^PRETTY_NAME="?([^"\n]*)')
+    if (t := read_text("/proc/config.gz")) is not None:
+        hz = match(t, r"^CONFIG_HZ=(\d+)")
+        info["kernel_hz"] = int(hz) if hz else None
     for key in ("net.core.rmem_default", "net.core.rmem_max", "net.core.netdev_max_backlog"):
-        try:
-            with open("/proc/sys/" + key.replace(".", "/")) as f:
-                info[key] = int(f.read())
-        except OSError:
-            pass
+        if (t := read_text("/proc/sys/" + key.replace(".", "/"))) is not None:
+            info[key] = int(t)
     return info
 
 
