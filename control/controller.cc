@@ -1,6 +1,8 @@
 #include "control/controller.h"
 
 #include <initializer_list>
+#include <string_view>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -29,22 +31,35 @@ absl::Status CheckFields(const json& msg, std::initializer_list<std::string_view
   return absl::OkStatus();
 }
 
-// The membership a rule's input needs — (*,G) or (S,G) on its input interface, or the sink of a
-// unicast input — in the pool's description; null when there is none.
-const MembershipInfo* FindMembership(const std::vector<MembershipInfo>& all,
-                                     const engine::RuleSpec& r) {
-  const bool multicast = engine::IsMulticast(r.input_group);
-  for (const MembershipInfo& m : all) {
-    if (multicast ? (m.kind != MembershipInfo::Kind::kUnicastSink &&
-                     m.interface == r.input_interface && m.group == r.input_group &&
-                     m.source == r.input_source)
-                  : (m.kind == MembershipInfo::Kind::kUnicastSink && m.group == r.input_group &&
-                     m.port == r.input_port)) {
-      return &m;
+// The pool's memberships indexed by what a rule's input needs: (*,G) or (S,G) on an interface,
+// or the sink of a unicast input. Built once per `list`, so a large rule set stays linear.
+class MembershipIndex {
+ public:
+  explicit MembershipIndex(const std::vector<MembershipInfo>& all) {
+    for (const MembershipInfo& m : all) {
+      if (m.kind == MembershipInfo::Kind::kUnicastSink) {
+        sinks_.emplace(std::pair{m.group, m.port}, &m);
+      } else {
+        groups_.emplace(std::tuple{std::string_view(m.interface), m.group, m.source}, &m);
+      }
     }
   }
-  return nullptr;
-}
+  // Null when the pool has none for this rule (not synced yet).
+  const MembershipInfo* Find(const engine::RuleSpec& r) const {
+    if (engine::IsMulticast(r.input_group)) {
+      auto it = groups_.find(
+          std::tuple{std::string_view(r.input_interface), r.input_group, r.input_source});
+      return it == groups_.end() ? nullptr : it->second;
+    }
+    auto it = sinks_.find(std::pair{r.input_group, r.input_port});
+    return it == sinks_.end() ? nullptr : it->second;
+  }
+
+ private:
+  absl::flat_hash_map<std::tuple<std::string_view, uint32_t, uint32_t>, const MembershipInfo*>
+      groups_;
+  absl::flat_hash_map<std::pair<uint32_t, uint16_t>, const MembershipInfo*> sinks_;
+};
 
 json MembershipJson(const MembershipInfo* m) {
   if (m == nullptr) return {{"state", "none"}};
@@ -424,6 +439,7 @@ absl::StatusOr<json> Controller::HandleRemove(const json& msg) {
 json Controller::HandleList() const {
   const engine::EngineStats stats = sink_.Snapshot();
   const std::vector<MembershipInfo> memberships = sink_.Memberships();
+  const MembershipIndex membership_index(memberships);
   absl::flat_hash_map<std::string_view, const engine::RuleStats*> by_id;
   for (const auto& r : stats.rules) by_id.emplace(r.spec.id, &r);
   json rules = json::array();
@@ -434,7 +450,7 @@ json Controller::HandleList() const {
     j["shard"] = it == by_id.end() ? -1 : it->second->shard;
     j["input_up"] = it != by_id.end() && it->second->input_up;
     j["input_ifindex"] = it != by_id.end() ? it->second->input_ifindex : 0;
-    j["membership"] = MembershipJson(FindMembership(memberships, r.spec));
+    j["membership"] = MembershipJson(membership_index.Find(r.spec));
     for (size_t i = 0; i < r.spec.outputs.size(); ++i) {
       const bool active =
           it != by_id.end() && i < it->second->outputs.size() && it->second->outputs[i].active;
