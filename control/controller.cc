@@ -541,7 +541,8 @@ json Controller::HandleShards() const {
                       {"drop_reasons", std::move(reasons)},
                       {"kernel_drops", kernel_drops},
                       {"kernel_drops_by_interface", std::move(kernel)},
-                      {"busy_ratio", s.busy_ratio}});
+                      {"busy_ratio", s.busy_ratio},
+                      {"sched_slice_us", s.sched_slice_ns / 1000}});
   }
   return {{"shards", std::move(shards)}};
 }

@@ -91,6 +91,19 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& f) {
       ->capture_default_str()
       ->check(CLI::Range(0u, 1'000'000u))
       ->type_name("US");
+  app.add_option("--sched-slice-us", f.sched_slice_us,
+                 "Scheduler slice shards ask for (EEVDF, Linux 6.12+): a short one lets a "
+                 "woken shard preempt other work on its CPU at once (0 = the kernel's, else "
+                 "100..100000)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            uint32_t n = 0;
+            if (absl::SimpleAtoi(v, &n) && (n == 0 || (n >= 100 && n <= 100'000))) return {};
+            return absl::StrCat("'", v, "' must be 0 (kernel default) or 100..100000");
+          },
+          "", ""))
+      ->type_name("US");
   app.add_option("--log-level", f.log_level, "error, warning, info or debug")
       ->capture_default_str();
 }
@@ -138,6 +151,7 @@ absl::StatusOr<DaemonOptions> ResolveDaemonFlags(const DaemonFlags& f) {
   o.engine.ring_block_count = f.ring_block_count;
   o.engine.ring_block_timeout_ms = f.ring_block_timeout_ms;
   o.engine.busy_poll_us = f.busy_poll_us;
+  o.engine.sched_slice_us = f.sched_slice_us;
 
   if (f.control_socket_path.empty() ||
       f.control_socket_path.size() >= sizeof(sockaddr_un::sun_path)) {

@@ -43,6 +43,8 @@ struct DaemonFlags {
   uint32_t ring_block_timeout_ms = 1;
   /// --busy-poll-us.
   uint32_t busy_poll_us = 0;
+  /// --sched-slice-us.
+  uint32_t sched_slice_us = 0;
   /// --log-level.
   std::string log_level = "info";
 };

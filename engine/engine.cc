@@ -88,6 +88,11 @@ class Engine::Impl {
     if (options_.busy_poll_us > 1'000'000)
       return absl::InvalidArgumentError(absl::StrFormat(
           "busy poll %u us is out of range 0..1000000", options_.busy_poll_us));
+    if (options_.sched_slice_us != 0 &&
+        (options_.sched_slice_us < 100 || options_.sched_slice_us > 100'000))
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "scheduler slice %u us is out of range 100..100000 (0 = kernel default)",
+          options_.sched_slice_us));
     socket_filter_ = BuildSocketFilter();
     fanout_program_ = BuildFanoutProgram();
     const int n = static_cast<int>(options_.cpus.size());
@@ -98,6 +103,7 @@ class Engine::Impl {
       cfg.num_shards = n;
       cfg.recv_mode = options_.ingress == IngressMode::kRecv;
       cfg.busy_poll_ns = uint64_t{options_.busy_poll_us} * 1000;
+      cfg.sched_slice_ns = uint64_t{options_.sched_slice_us} * 1000;
       cfg.ring = {options_.ring_block_size, options_.ring_block_count,
                   options_.ring_block_timeout_ms};
       cfg.socket_filter = &socket_filter_;
@@ -218,6 +224,7 @@ class Engine::Impl {
       for (const auto& [name, in] : inputs_)
         s.kernel_drops.emplace_back(name, in.counters[s.index]->kernel_drops.Load());
       s.busy_ratio = c.busy_ppm.Load() / 1e6;
+      s.sched_slice_ns = shard->sched_slice_ns();
       st.shards.push_back(std::move(s));
     }
     std::set<std::string> names;

@@ -41,6 +41,15 @@ struct EngineOptions {
   /// its CPU) to wake up — tens of microseconds on virtual machines. Costs CPU: a shard whose
   /// feed never pauses this long never sleeps. 0 (default) = sleep as soon as there is no work.
   uint32_t busy_poll_us = 0;
+  /// Scheduler slice each shard thread asks for, in microseconds: sched_setattr's sched_runtime
+  /// for SCHED_OTHER, which EEVDF (Linux 6.12+) turns into an earlier virtual deadline. A shard
+  /// with a short slice preempts the thread it wakes up beside instead of waiting for that
+  /// thread's slice (~1.4 ms here) to end, at no change to its share of the CPU. Must be 0 or
+  /// 100..100000 (the kernel's range). 0 (default) = leave the kernel's default. It helps a
+  /// shard beside bursty work at moderate rates; a shard whose own bursts outlast the slice can
+  /// instead be preempted mid-batch by the receiver it feeds (docs/PERFORMANCE.md). Older
+  /// kernels accept and ignore it.
+  uint32_t sched_slice_us = 0;
   /// Egress socket send buffer in bytes (SO_SNDBUFFORCE when permitted). Default 4 MiB.
   uint32_t egress_sndbuf = 4 * 1024 * 1024;
 };
@@ -80,6 +89,9 @@ struct ShardStats {
   /// Kernel ring drops (PACKET_STATISTICS tp_drops, accumulated) per input interface name.
   std::vector<std::pair<std::string, uint64_t>> kernel_drops;
   double busy_ratio = 0;  // share of wall time spent working rather than waiting, last interval
+  /// The shard thread's scheduler slice as the kernel reports it (sched_getattr), nanoseconds;
+  /// 0 if it could not be read.
+  uint64_t sched_slice_ns = 0;
 };
 
 struct InterfaceStats {

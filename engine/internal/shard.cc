@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/internal/egress.h"
+#include "engine/internal/sched_slice.h"
 #include "engine/steering.h"
 
 namespace mcr::engine::internal {
@@ -469,6 +470,7 @@ void Shard::Run() {
     started_.store(-1, std::memory_order_release);
     return;
   }
+  sched_slice_ns_ = RequestSchedSlice(config_.sched_slice_ns);
   Loop loop(this);  // constructed after pinning: its allocations are node-local
   if (absl::Status st = loop.Init(); !st.ok()) {
     start_status_ = st;

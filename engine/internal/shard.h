@@ -62,6 +62,7 @@ struct ShardConfig {
   int num_shards = 1;
   bool recv_mode = false;  // --ingress recv: multishot receive instead of TPACKET_V3 rings
   uint64_t busy_poll_ns = 0;  // keep looking for work this long after a frame before sleeping
+  uint64_t sched_slice_ns = 0;  // scheduler slice to ask for (EngineOptions); 0 = kernel default
   RingGeometry ring;
   const std::vector<sock_filter>* socket_filter = nullptr;  // outlives the shard
 };
@@ -84,6 +85,9 @@ class Shard {
   int cpu() const { return config_.cpu; }
   int index() const { return config_.index; }
   int numa_node() const { return numa_node_; }
+  /// The thread's scheduler slice as the kernel reported it when the shard started (ns; 0 if
+  /// unknown). Written before Start() returns, constant after.
+  uint64_t sched_slice_ns() const { return sched_slice_ns_; }
   /// Rules in the current table (updated on swap).
   size_t rule_count() const { return rule_count_.load(std::memory_order_relaxed); }
 
@@ -94,6 +98,7 @@ class Shard {
 
   ShardConfig config_;
   int numa_node_ = -1;
+  uint64_t sched_slice_ns_ = 0;
   std::thread thread_;
   int wake_fd_ = -1;   // control -> shard: commands waiting
   int reply_fd_ = -1;  // shard -> control: replies waiting

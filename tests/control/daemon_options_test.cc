@@ -49,6 +49,7 @@ TEST(DaemonOptionsTest, Defaults) {
   EXPECT_EQ(o->engine.ingress, engine::IngressMode::kRing);
   EXPECT_EQ(o->engine.ring_block_size, 128u * 1024);
   EXPECT_EQ(o->engine.ring_block_timeout_ms, 1u);
+  EXPECT_EQ(o->engine.sched_slice_us, 0u);
   EXPECT_EQ(o->log_level, LogLevel::kInfo);
 }
 
@@ -78,6 +79,8 @@ TEST(DaemonOptionsTest, AllFlags) {
                     "4",
                     "--busy-poll-us",
                     "50",
+                    "--sched-slice-us",
+                    "250",
                     "--log-level",
                     "debug"});
   ASSERT_TRUE(o.ok()) << o.status();
@@ -95,6 +98,7 @@ TEST(DaemonOptionsTest, AllFlags) {
   EXPECT_EQ(o->engine.ring_block_count, 32u);
   EXPECT_EQ(o->engine.ring_block_timeout_ms, 4u);
   EXPECT_EQ(o->engine.busy_poll_us, 50u);
+  EXPECT_EQ(o->engine.sched_slice_us, 250u);
   EXPECT_EQ(o->log_level, LogLevel::kDebug);
 }
 
@@ -114,6 +118,10 @@ TEST(DaemonOptionsTest, Refusals) {
   EXPECT_THAT(ErrorOf({"--ring-block-timeout-ms", "0"}), HasSubstr("--ring-block-timeout-ms"));
   EXPECT_THAT(ErrorOf({"--busy-poll-us", "2000000"}), HasSubstr("--busy-poll-us"));
   EXPECT_THAT(ErrorOf({"--busy-poll-us", "-1"}), HasSubstr("--busy-poll-us"));
+  EXPECT_THAT(ErrorOf({"--sched-slice-us", "50"}),
+              HasSubstr("--sched-slice-us: '50' must be 0 (kernel default) or 100..100000"));
+  EXPECT_THAT(ErrorOf({"--sched-slice-us", "100001"}), HasSubstr("--sched-slice-us"));
+  EXPECT_THAT(ErrorOf({"--sched-slice-us", "-1"}), HasSubstr("--sched-slice-us"));
   EXPECT_THAT(ErrorOf({"--bogus"}), HasSubstr("--bogus"));
 }
 

@@ -90,6 +90,7 @@ done < <(value SystemCallFilter)
 needed=(
   io_uring_setup io_uring_enter io_uring_register          # data path
   sched_setaffinity sched_getaffinity                      # pinned shards
+  sched_setattr sched_getattr                              # their scheduler slice
   mbind set_mempolicy get_mempolicy move_pages             # NUMA placement and its report
   socket bind connect listen accept4 setsockopt getsockopt sendmsg recvmsg sendmmsg recvmmsg
   mmap munmap poll ppoll epoll_create1 epoll_ctl epoll_wait epoll_pwait eventfd2 signalfd4

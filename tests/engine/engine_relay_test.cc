@@ -12,6 +12,10 @@
 #include <map>
 #include <cstring>
 #include <set>
+#include <sstream>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <thread>
 
 #include "engine/engine.h"
@@ -650,6 +654,95 @@ TEST_P(EngineRelayTest, BusyPollRelaysEverythingAndSleepsOnceTheFeedStops) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const int64_t ran = ThreadRunNs("mcr-shard0") - before;
   EXPECT_LT(ran, 50'000'000) << "the shard kept running " << ran << " ns of 500 ms with no feed";
+}
+
+// The /proc/self/task/*/sched line `field` (e.g. "se.slice") and the nice value (stat field 19)
+// of the thread named `name`; {-1, 0} if there is none.
+struct SchedView {
+  int64_t value = -1;
+  int nice = 0;
+};
+SchedView ThreadSched(const std::string& name, const std::string& field) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n != name) continue;
+    SchedView v;
+    std::ifstream sched(task.path() / "sched");
+    for (std::string line; std::getline(sched, line);)
+      if (line.rfind(field + " ", 0) == 0) v.value = std::stoll(line.substr(line.find(':') + 1));
+    std::ifstream stat(task.path() / "stat");
+    std::string all((std::istreambuf_iterator<char>(stat)), {});
+    std::istringstream rest(all.substr(all.rfind(')') + 2));  // fields from 3 on
+    std::string f;
+    for (int i = 3; i <= 19 && rest >> f; ++i)
+      if (i == 19) v.nice = std::stoi(f);
+    return v;
+  }
+  return {};
+}
+
+TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
+  for (uint32_t bad : {50u, 100'001u}) {
+    NetnsScope in(*rig_, "rly");
+    EngineOptions o;
+    o.cpus = {0};
+    o.ingress = GetParam();
+    o.sched_slice_us = bad;
+    auto e = Engine::Start(o);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_THAT(std::string(e.status().message()),
+                ::testing::HasSubstr(absl::StrCat("scheduler slice ", bad, " us")));
+  }
+  // Does this kernel honour slice requests (EEVDF, 6.12+)? A thread of ours asks for one.
+  int64_t probe = -1, kernel_default = -1;
+  std::thread([&] {
+    pthread_setname_np(pthread_self(), "slice-probe");
+    kernel_default = ThreadSched("slice-probe", "se.slice").value;
+    struct {
+      uint32_t size, policy;
+      uint64_t flags;
+      int32_t nice;
+      uint32_t prio;
+      uint64_t runtime, deadline, period;
+    } attr{sizeof attr, SCHED_OTHER, 0, 0, 0, 300'000, 0, 0};
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0)
+      probe = ThreadSched("slice-probe", "se.slice").value;
+  }).join();
+  if (probe != 300'000) GTEST_SKIP() << "this kernel has no per-thread scheduler slice";
+
+  // The engine is started from a thread with nice 3: shards inherit it and must keep it.
+  auto start = [&](uint32_t slice_us) {
+    std::thread([&] {
+      ASSERT_EQ(setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 3), 0);
+      NetnsScope in(*rig_, "rly");
+      EngineOptions o;
+      o.cpus = {0};
+      o.ingress = GetParam();
+      o.sched_slice_us = slice_us;
+      auto e = Engine::Start(o);
+      ASSERT_TRUE(e.ok()) << e.status();
+      engine_ = std::move(*e);
+    }).join();
+    ASSERT_NE(engine_, nullptr);
+  };
+  start(300);
+  SchedView v = ThreadSched("mcr-shard0", "se.slice");
+  EXPECT_EQ(v.value, 300'000);
+  EXPECT_EQ(v.nice, 3);
+  EXPECT_EQ(engine_->Snapshot().shards.at(0).sched_slice_ns, 300'000u);
+  {
+    NetnsScope in(*rig_, "rly");
+    engine_.reset();
+  }
+  start(0);  // 0: the kernel's default, untouched
+  v = ThreadSched("mcr-shard0", "se.slice");
+  EXPECT_EQ(v.value, kernel_default);
+  EXPECT_EQ(v.nice, 3);
+  EXPECT_EQ(engine_->Snapshot().shards.at(0).sched_slice_ns, static_cast<uint64_t>(kernel_default));
+  // The default options leave the kernel's slice.
+  EXPECT_EQ(EngineOptions{}.sched_slice_us, 0u);
 }
 
 // Every behaviour holds for both ingress mechanisms.
