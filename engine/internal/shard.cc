@@ -1,5 +1,6 @@
 // HOT PATH (Shard::Loop::DrainRing and what it calls): no locks, no allocation, no exceptions,
-// no syscalls outside the ring other than the batched egress sendmsg, no synchronous logging.
+// no syscalls outside the ring other than the batched egress sendmsg (and one PACKET_STATISTICS
+// read after a pass over blocks the kernel flagged as losing frames), no synchronous logging.
 // Everything is allocated when the shard starts or when the control thread swaps a table.
 
 #include "engine/internal/shard.h"
@@ -289,7 +290,9 @@ class Shard::Loop {
   // Returns the number of frames handled.
   uint64_t DrainRing(Input& in) noexcept {
     uint64_t frames = 0;
+    bool losing = false;
     while (tpacket_block_desc* bd = in.ring->NextBlock()) {
+      losing |= (bd->hdr.bh1.block_status & TP_STATUS_LOSING) != 0;
       const uint32_t n = bd->hdr.bh1.num_pkts;
       auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +
                                                       bd->hdr.bh1.offset_to_first_pkt);
@@ -307,6 +310,10 @@ class Shard::Loop {
       Publish(tally);
       frames += n;
     }
+    // The kernel marks every block it closes while its drop count is unread. Take the count now
+    // rather than at the next tick: the drop counters then follow an overflow as it happens,
+    // and reading clears the mark, so this costs one system call per pass only while losing.
+    if (losing) in.counters->kernel_drops.Add(TakeKernelDrops(in.fd));
     return frames;
   }
 
