@@ -107,15 +107,29 @@ class EngineRelayTest : public ::testing::TestWithParam<IngressMode> {
     }
     rig_.reset();
   }
-  void StartEngine(std::vector<int> cpus = {0}, uint32_t busy_poll_us = 0) {
-    NetnsScope in(*rig_, "rly");
+  // Options for one shard per CPU in `cpus`, with the ingress mode under test.
+  EngineOptions Options(std::vector<int> cpus = {0}) const {
     EngineOptions o;
     o.cpus = std::move(cpus);
     o.ingress = GetParam();
-    o.busy_poll_us = busy_poll_us;
+    return o;
+  }
+  void StartEngine(const EngineOptions& o) {
+    NetnsScope in(*rig_, "rly");
     auto e = Engine::Start(o);
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
+  }
+  void StartEngine(std::vector<int> cpus = {0}, uint32_t busy_poll_us = 0) {
+    EngineOptions o = Options(std::move(cpus));
+    o.busy_poll_us = busy_poll_us;
+    StartEngine(o);
+  }
+  // The message Engine::Start refuses `o` with ("" if it starts).
+  std::string StartRefusal(const EngineOptions& o) {
+    NetnsScope in(*rig_, "rly");
+    auto e = Engine::Start(o);
+    return e.ok() ? "" : std::string(e.status().message());
   }
   void Apply(const std::vector<RuleSpec>& rules) {
     NetnsScope in(*rig_, "rly");
@@ -606,31 +620,32 @@ TEST_P(EngineRelayTest, ShardsRunOnTheirCpus) {
   EXPECT_EQ(st.shards[1].cpu, 0);
 }
 
-// CPU time the thread named `name` has run, from /proc/self/task/*/schedstat; -1 if none.
-int64_t ThreadRunNs(const std::string& name) {
+// /proc/self/task/TID of the thread named `name`; empty if there is none.
+std::filesystem::path TaskDir(const std::string& name) {
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream comm(task.path() / "comm");
     std::string n;
     std::getline(comm, n);
-    if (n != name) continue;
-    std::ifstream sched(task.path() / "schedstat");
-    int64_t ns = -1;
-    sched >> ns;
-    return ns;
+    if (n == name) return task.path();
   }
-  return -1;
+  return {};
+}
+
+// CPU time the thread named `name` has run, from its schedstat; -1 if none.
+int64_t ThreadRunNs(const std::string& name) {
+  const std::filesystem::path task = TaskDir(name);
+  if (task.empty()) return -1;
+  std::ifstream sched(task / "schedstat");
+  int64_t ns = -1;
+  sched >> ns;
+  return ns;
 }
 
 TEST_P(EngineRelayTest, BusyPollRelaysEverythingAndSleepsOnceTheFeedStops) {
   {
-    NetnsScope in(*rig_, "rly");
-    EngineOptions o;
-    o.cpus = {0};
-    o.ingress = GetParam();
+    EngineOptions o = Options();
     o.busy_poll_us = 1'000'001;
-    auto e = Engine::Start(o);
-    ASSERT_FALSE(e.ok());
-    EXPECT_THAT(std::string(e.status().message()), ::testing::HasSubstr("busy poll 1000001 us"));
+    EXPECT_THAT(StartRefusal(o), ::testing::HasSubstr("busy poll 1000001 us"));
   }
   StartEngine({0}, 2000);  // poll 2 ms after each frame
   Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
@@ -666,37 +681,26 @@ struct SchedView {
   int nice = 0;
 };
 SchedView ThreadSched(const std::string& name, const std::string& field) {
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(task.path() / "comm");
-    std::string n;
-    std::getline(comm, n);
-    if (n != name) continue;
-    SchedView v;
-    std::ifstream sched(task.path() / "sched");
-    for (std::string line; std::getline(sched, line);)
-      if (line.rfind(field + " ", 0) == 0) v.value = std::stoll(line.substr(line.find(':') + 1));
-    std::ifstream stat(task.path() / "stat");
-    std::string all((std::istreambuf_iterator<char>(stat)), {});
-    std::istringstream rest(all.substr(all.rfind(')') + 2));  // fields from 3 on
-    std::string f;
-    for (int i = 3; i <= 19 && rest >> f; ++i)
-      if (i == 19) v.nice = std::stoi(f);
-    return v;
-  }
-  return {};
+  const std::filesystem::path task = TaskDir(name);
+  if (task.empty()) return {};
+  SchedView v;
+  std::ifstream sched(task / "sched");
+  for (std::string line; std::getline(sched, line);)
+    if (line.rfind(field + " ", 0) == 0) v.value = std::stoll(line.substr(line.find(':') + 1));
+  std::ifstream stat(task / "stat");
+  std::string all((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream rest(all.substr(all.rfind(')') + 2));  // fields from 3 on
+  std::string f;
+  for (int i = 3; i <= 19 && rest >> f; ++i)
+    if (i == 19) v.nice = std::stoi(f);
+  return v;
 }
 
 TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
   for (uint32_t bad : {50u, 100'001u}) {
-    NetnsScope in(*rig_, "rly");
-    EngineOptions o;
-    o.cpus = {0};
-    o.ingress = GetParam();
+    EngineOptions o = Options();
     o.sched_slice_us = bad;
-    auto e = Engine::Start(o);
-    ASSERT_FALSE(e.ok()) << bad;
-    EXPECT_THAT(std::string(e.status().message()),
-                ::testing::HasSubstr(absl::StrCat("scheduler slice ", bad, " us")));
+    EXPECT_THAT(StartRefusal(o), ::testing::HasSubstr(absl::StrCat("scheduler slice ", bad, " us")));
   }
   // Does this kernel honour slice requests (EEVDF, 6.12+)? A thread of ours asks for one.
   int64_t probe = -1, kernel_default = -1;
@@ -719,14 +723,9 @@ TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
   auto start = [&](uint32_t slice_us) {
     std::thread([&] {
       ASSERT_EQ(setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 3), 0);
-      NetnsScope in(*rig_, "rly");
-      EngineOptions o;
-      o.cpus = {0};
-      o.ingress = GetParam();
+      EngineOptions o = Options();
       o.sched_slice_us = slice_us;
-      auto e = Engine::Start(o);
-      ASSERT_TRUE(e.ok()) << e.status();
-      engine_ = std::move(*e);
+      StartEngine(o);
     }).join();
     ASSERT_NE(engine_, nullptr);
   };
@@ -752,17 +751,10 @@ TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
 class EngineRingTest : public EngineRelayTest {};
 
 TEST_P(EngineRingTest, RingDropsAreCountedWhileTheRingOverflowsNotAtTheNextTick) {
-  {
-    NetnsScope in(*rig_, "rly");
-    EngineOptions o;
-    o.cpus = {0};
-    o.ingress = IngressMode::kRing;
-    o.ring_block_size = 16 * 1024;  // ~13 frames of 1000-byte payload per block
-    o.ring_block_count = 2;
-    auto e = Engine::Start(o);
-    ASSERT_TRUE(e.ok()) << e.status();
-    engine_ = std::move(*e);
-  }
+  EngineOptions o = Options();
+  o.ring_block_size = 16 * 1024;  // ~14 frames of 1000-byte payload per block
+  o.ring_block_count = 2;
+  StartEngine(o);
   Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
   constexpr int kBursts = 20, kSegments = 64, kTail = 10;
   {
