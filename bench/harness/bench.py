@@ -149,10 +149,13 @@ class Bench:
             return [Flow("239.1.1.1", 5000, [("239.1.1.1", 5000)])], ("239.1.1.1", 5000)
         return [Flow("239.1.1.1", 5000, [("239.2.2.2", 6000)])], ("239.2.2.2", 6000)
 
-    def traffic(self, relay: Relay, size: int, rate: float, count: int) -> Traffic:
+    def traffic(self, relay: Relay, size: int, rate: float, count: int,
+                pace: Optional[str] = None) -> Traffic:
+        """One-flow traffic; pace: mcrgen's --pace (None: its default, spin)."""
         _, (g, p) = self.one_flow(relay)
+        extra = list(self.plan["send_args"]) + (["--pace", pace] if pace else [])
         return Traffic(size=size, rate=int(rate), count=int(count), recv_group=g, recv_port=p,
-                       extra_send=list(self.plan["send_args"]))
+                       extra_send=extra)
 
     def make_relays(self) -> list:
         a = self.args
@@ -261,7 +264,8 @@ class Bench:
         out["rates"] = [r["rate_requested"] for r in ok]
         return out
 
-    def cpu_at(self, relay: Relay, size: int, rate: int, kind: str = "cpu") -> dict:
+    def cpu_at(self, relay: Relay, size: int, rate: int, kind: str = "cpu",
+               pace: Optional[str] = None) -> dict:
         p = self.plan
         flows, _ = self.one_flow(relay)
         n = self.count_for(rate, p["cpu_seconds"], p["cpu_min"], p["cpu_max"])
@@ -269,7 +273,7 @@ class Bench:
         self.start(relay, flows)
         try:
             self.trial(relay, self.traffic(relay, size, min(rate, 10_000), 2_000), "warmup")
-            runs = [self.trial(relay, self.traffic(relay, size, rate, n), kind)
+            runs = [self.trial(relay, self.traffic(relay, size, rate, n, pace), kind)
                     for _ in range(p["repeats"])]
         finally:
             relay.stop()
@@ -329,6 +333,10 @@ class Bench:
                         continue
                     try:
                         per[relay.name]["cpu"] = self.cpu_at(relay, size, common)
+                        # The same rate with a sender that sleeps instead of spinning between
+                        # packets: the whole-machine figure without a spinning CPU in it.
+                        per[relay.name]["cpu_sleep"] = self.cpu_at(relay, size, common,
+                                                                   "cpu-sleep", pace="sleep")
                     except RelayUnavailable as e:
                         per[relay.name]["cpu"] = {"error": str(e)}
             self.out["sizes"][str(size)] = {"common_rate": common, "relays": per}

@@ -83,21 +83,22 @@ def rate_table(d: dict) -> str:
 
 def cpu_table(d: dict) -> str:
     out = ["| payload | relay | paced rate (same for all) | relay µs/pkt | whole machine µs/pkt "
-           "at that rate | whole machine µs/pkt at full blast | relay µs/pkt at its own "
-           "zero-loss rate |",
-           "|---|---|---|---|---|---|---|"]
+           "at that rate | the same, sender sleeping between packets | whole machine µs/pkt at "
+           "full blast | relay µs/pkt at its own zero-loss rate |",
+           "|---|---|---|---|---|---|---|---|"]
     for size, name, r, common in relay_rows(d):
         if "error" in r:
             continue
         c = r.get("cpu", {}) or {}
         own = (r.get("zero_loss", {}) or {}).get("confirm_trial") or {}
         if "error" in c:
-            out.append(f"| {size} B | {LABEL[name]} | unavailable: {c['error'][:80]} | | | | |")
+            out.append(f"| {size} B | {LABEL[name]} | unavailable: {c['error'][:80]} | | | | | |")
             continue
         rate = common if common else d.get("sizes", {}).get(size, {}).get("common_rate")
         out.append(f"| {size} B | {LABEL[name]} | {kpps(c.get('send_pps') or rate)} | "
                    f"{num(c.get('relay_cpu_us_per_pkt'), 2)} | "
                    f"{num(c.get('machine_cpu_us_per_pkt'), 1)} | "
+                   f"{num((r.get('cpu_sleep') or {}).get('machine_cpu_us_per_pkt'), 1)} | "
                    f"{num(r.get('blast', {}).get('machine_cpu_us_per_pkt'), 2)} | "
                    f"{num(own.get('relay_cpu_us_per_pkt'), 2)} |")
     return "\n".join(out)
@@ -147,6 +148,15 @@ def targets(d: dict) -> list:
                 f"{num(cpu('mcrd', 'machine_cpu_us_per_pkt'), 1)} / "
                 f"{num(cpu('kernel', 'machine_cpu_us_per_pkt'), 1)} µs = {num(q, 2)}×",
                 None if q is None else q <= 1.0))
+
+    def sleeping(name):
+        return (r.get(name, {}).get("cpu_sleep") or {}).get("machine_cpu_us_per_pkt")
+    if sleeping("mcrd") is not None or sleeping("kernel") is not None:
+        q = ratio(sleeping("mcrd"), sleeping("kernel"))
+        res.append(("whole-machine CPU per delivered packet ≤ kernel's (same paced rate, sender "
+                    "sleeping between packets)",
+                    f"{num(sleeping('mcrd'), 1)} / {num(sleeping('kernel'), 1)} µs = "
+                    f"{num(q, 2)}×", None if q is None else q <= 1.0))
 
     def blast(name):
         return r.get(name, {}).get("blast", {}).get("machine_cpu_us_per_pkt")
@@ -305,8 +315,10 @@ def summary(d: dict) -> str:
              f"{d.get('plan', {}).get('repeats')} runs. Whole machine = elapsed × CPUs − idle "
              "(/proc/stat); the paced sender spin-waits a whole CPU in every case, and the kernel "
              "relay's forwarding runs inside that CPU's time (its relay process does nothing per "
-             "packet), so the paced column favours the kernel path; the full-blast column has no "
-             "spinning but counts the work spent on packets later dropped.", "", targets_table(d)]
+             "packet), so the paced column favours the kernel path. The next column is the same "
+             "rate with `mcrgen send --pace sleep` (no spinning: late wake-ups leave as small "
+             "bursts), the clean comparison. The full-blast column has no spinning but counts "
+             "the work spent on packets later dropped.", "", targets_table(d)]
     for t in (fanout_table(d), streams_table(d), latency_rate_table(d)):
         if t:
             parts += ["", t]

@@ -21,6 +21,7 @@ struct SendArgs {
   std::string group, interface, source_ip, dst_mac;
   std::string rate = "1000";
   std::string count = "0";
+  std::string pace = "spin";
   int64_t port = 0, source_port = 0, size = 1200, ttl = -1, dscp = 0, streams = 1, batch = 64;
   bool rtp = false, raw = false, no_udp_checksum = false, no_gso = false, json = false;
 };
@@ -140,6 +141,7 @@ absl::StatusOr<SendConfig> ValidateSend(const SendArgs& a) {
   }
   c.udp_checksum = !a.no_udp_checksum;
   c.gso = !a.no_gso;
+  c.pace_sleep = a.pace == "sleep";
   if (a.batch < 1 || a.batch > 1024) return OutOfRange("--batch", a.batch, 1, 1024);
   c.batch = static_cast<uint32_t>(a.batch);
   c.json = a.json;
@@ -218,6 +220,12 @@ void AddSendOptions(CLI::App* send, SendArgs* a) {
                    "Packets per second over all streams, suffixes k/M/G allowed; 0 = as fast "
                    "as possible")
       ->capture_default_str();
+  send->add_option("--pace", a->pace,
+                   "How to wait between packets: spin (gaps under 1 ms are spin-waited: exact "
+                   "spacing, a busy CPU) or sleep (never spins: the sender's CPU time is its "
+                   "sending alone; late wake-ups leave as bursts)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"spin", "sleep"}));
   send->add_option("--count,-n", a->count,
                    "Packets to send over all streams; 0 = until SIGINT/SIGTERM")
       ->capture_default_str();

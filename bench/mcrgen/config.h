@@ -64,6 +64,8 @@ struct SendConfig {
   bool gso = true;
   /// Packets per sendmmsg, 1..1024. Default 64.
   uint32_t batch = 64;
+  /// Pace by sleeping only (PacerConfig::sleep_only), never spinning. Default false.
+  bool pace_sleep = false;
   /// Print the summary as JSON. Default false.
   bool json = false;
 };

@@ -42,6 +42,10 @@ uint32_t Pacer::WaitForBatch(uint64_t sent, uint64_t limit,
     if (now >= deadline) {
       return static_cast<uint32_t>(std::min(DueCount(now) - sent, cap));
     }
+    if (config_.sleep_only) {
+      clock_.SleepUntil(deadline);
+      continue;
+    }
     // Sleeping is only worth it when the sleep would end before the deadline.
     if (deadline - now > std::max(config_.spin_threshold_ns, config_.wake_early_ns)) {
       clock_.SleepUntil(deadline - config_.wake_early_ns);

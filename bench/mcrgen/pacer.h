@@ -3,7 +3,9 @@
 // start + floor(n * 1e9 / rate) ns. Deadlines never accumulate rounding or wake-up errors, so the
 // long-run rate is exact; a late wake-up is made up by sending every packet already due in one
 // batch (at most max_batch per call). Gaps shorter than spin_threshold are spin-waited (a sleep
-// would overshoot them); longer ones sleep until wake_early before the deadline, then spin.
+// would overshoot them); longer ones sleep until wake_early before the deadline, then spin. With
+// sleep_only the pacer never spins: it sleeps until each deadline and sends what a late wake-up
+// finds due as one batch, so the sender's CPU time is its sending alone.
 //
 // Owned by the send loop; one thread.
 
@@ -24,6 +26,10 @@ struct PacerConfig {
   /// Longer waits sleep until this long before the deadline, then spin (ns): covers the timer's
   /// wake-up latency. Default 100 us.
   int64_t wake_early_ns = 100'000;
+  /// Never spin: sleep until the deadline whatever the gap (the two fields above are unused).
+  /// Packets then leave in the bursts that late wake-ups make up; the long-run rate stays exact.
+  /// For measuring CPU use, where a spinning sender would hide others' work. Default false.
+  bool sleep_only = false;
 };
 
 class Pacer {

@@ -64,6 +64,7 @@ absl::StatusOr<SendSummary> Sender::Run(const std::atomic<bool>& stop) {
   PacerConfig pc;
   pc.rate_pps = config_.rate_pps;
   pc.max_batch = static_cast<uint32_t>(sink_.slots().size());
+  pc.sleep_only = config_.pace_sleep;
   Pacer pacer(pc, clock_);
 
   SendSummary summary;

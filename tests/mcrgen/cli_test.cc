@@ -57,6 +57,7 @@ TEST(CliTest, SendDefaults) {
   EXPECT_TRUE(s.udp_checksum);
   EXPECT_TRUE(s.gso);
   EXPECT_EQ(s.batch, 64u);
+  EXPECT_FALSE(s.pace_sleep);
 }
 
 TEST(CliTest, SendEverything) {
@@ -101,6 +102,16 @@ TEST(CliTest, SendEverything) {
   EXPECT_TRUE(s.json);
   EXPECT_EQ(s.batch, 256u);
   EXPECT_EQ(s.source_port, 4000);
+}
+
+TEST(CliTest, PaceSleepOrSpin) {
+  absl::StatusOr<Command> c = Parse(Send({"--pace", "sleep"}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->send.pace_sleep);
+  c = Parse(Send({"--pace", "spin"}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->send.pace_sleep);
+  EXPECT_THAT(Error(Send({"--pace", "yield"})), HasSubstr("--pace"));
 }
 
 TEST(CliTest, RateZeroMeansUnpaced) {

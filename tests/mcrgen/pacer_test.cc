@@ -98,6 +98,29 @@ TEST(PacerTest, SubMillisecondGapsSpinAndNeverSleep) {
   EXPECT_EQ(clock.sleeps(), 0);
 }
 
+TEST(PacerTest, SleepOnlyNeverSpinsAndKeepsTheRate) {
+  FakeClock clock(kStart);
+  clock.set_oversleep_ns(60'000);  // every wake-up 60 us late, as on a VM
+  PacerConfig c = Rate(40'000);    // 25 us gaps: the spinning pacer would never sleep
+  c.sleep_only = true;
+  Pacer p(c, clock);
+  p.Start();
+  std::atomic<bool> stop{false};
+  uint64_t sent = 0, batches = 0;
+  while (sent < 40'000) {
+    const uint32_t n = p.WaitForBatch(sent, 40'000 - sent, stop);
+    ASSERT_GE(n, 1u);
+    sent += n;
+    ++batches;
+    ASSERT_GE(clock.MonotonicNs(), p.DeadlineNs(sent - 1));  // never early
+  }
+  EXPECT_EQ(clock.relaxes(), 0);
+  EXPECT_GT(clock.sleeps(), 0);
+  // Each late wake-up finds ~3 packets due: fewer, larger batches, the same second of traffic.
+  EXPECT_LT(batches, 40'000u / 2);
+  EXPECT_LT(clock.MonotonicNs() - p.DeadlineNs(39'999), 100'000);
+}
+
 TEST(PacerTest, LateWakeUpIsMadeUpInOneBatch) {
   FakeClock clock(kStart);
   clock.set_oversleep_ns(25'000'000);  // the sleep ends 25 ms late
