@@ -155,7 +155,10 @@ void BM_WakeLatencyBesideBurstyThread(benchmark::State& state) {
   std::minstd_rand rng(1);
   for (auto _ : state) {
     const int64_t now = NowNs();
-    if (write(fds[1], &now, sizeof now) != sizeof now) break;
+    if (write(fds[1], &now, sizeof now) != sizeof now) {
+      state.SkipWithError("write to the pipe failed");
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(200 + rng() % 300));
   }
   const int64_t zero = 0;

@@ -44,7 +44,8 @@ struct EngineOptions {
   /// Scheduler slice each shard thread asks for, in microseconds: sched_setattr's sched_runtime
   /// for SCHED_OTHER, which EEVDF (Linux 6.12+) turns into an earlier virtual deadline. A shard
   /// with a short slice preempts the thread it wakes up beside instead of waiting for that
-  /// thread's slice (~1.4 ms here) to end, at no change to its share of the CPU. Must be 0 or
+  /// thread's slice (kernel default 0.7 ms x (1 + log2 CPUs), e.g. 1.4 ms on 2 CPUs) to end, at
+  /// no change to its share of the CPU. Must be 0 or
   /// 100..100000 (the kernel's range). 0 (default) = leave the kernel's default. It helps a
   /// shard beside bursty work at moderate rates; a shard whose own bursts outlast the slice can
   /// instead be preempted mid-batch by the receiver it feeds (docs/PERFORMANCE.md). Older

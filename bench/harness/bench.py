@@ -333,12 +333,15 @@ class Bench:
                         continue
                     try:
                         per[relay.name]["cpu"] = self.cpu_at(relay, size, common)
-                        # The same rate with a sender that sleeps instead of spinning between
-                        # packets: the whole-machine figure without a spinning CPU in it.
+                    except RelayUnavailable as e:
+                        per[relay.name]["cpu"] = {"error": str(e)}
+                    # The same rate with a sender that sleeps instead of spinning between
+                    # packets: the whole-machine figure without a spinning CPU in it.
+                    try:
                         per[relay.name]["cpu_sleep"] = self.cpu_at(relay, size, common,
                                                                    "cpu-sleep", pace="sleep")
                     except RelayUnavailable as e:
-                        per[relay.name]["cpu"] = {"error": str(e)}
+                        per[relay.name]["cpu_sleep"] = {"error": str(e)}
             self.out["sizes"][str(size)] = {"common_rate": common, "relays": per}
             self.save()
 

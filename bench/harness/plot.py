@@ -71,18 +71,24 @@ def cpu_plot(d: dict, outdir: str, title: str) -> None:
     if not sizes:
         return
     order = [("mcrd", "mcrd (ring)"), ("kernel", "kernel (smcroute)"), ("socat", "socat")]
-    rows = ["# label " + " ".join(f"{k}_relay {k}_attributed {k}_machine" for k, _ in order)]
+    rows = ["# label " + " ".join(f"{k}_relay {k}_attributed {k}_machine {k}_machine_sleeping"
+                                  for k, _ in order)]
+    sleeping = False  # any whole-machine figure with a sleeping sender (mcrgen --pace sleep)?
     for s in sizes:
         vals = []
         for key, _ in order:
-            c = d["sizes"][s]["relays"].get(key, {}).get("cpu", {})
+            r = d["sizes"][s]["relays"].get(key, {})
+            c = r.get("cpu", {}) or {}
             for k in ("relay_cpu_us_per_pkt", "attributed_cpu_us_per_pkt", "machine_cpu_us_per_pkt"):
                 v = c.get(k)
                 vals.append("NaN" if v is None else f"{v:.4f}")
+            v = (r.get("cpu_sleep") or {}).get("machine_cpu_us_per_pkt")
+            sleeping = sleeping or v is not None
+            vals.append("NaN" if v is None else f"{v:.4f}")
         rate = d["sizes"][s].get("common_rate") or 0
         rows.append(f'"{s} B\\n@{rate / 1e3:.1f}k pps" ' + " ".join(vals))
     f = write(outdir, "cpu_per_packet.dat", rows)
-    cols = {name: 2 + 3 * i for i, (name, _) in enumerate(order)}
+    cols = {name: 2 + 4 * i for i, (name, _) in enumerate(order)}
 
     def bars(offset):
         return ", ".join(f"'{f}' using {cols[k] + offset}:xtic(1) title '{lbl}' lc rgb '{COLOR[k]}'"
@@ -102,8 +108,9 @@ set yrange [0.01:*]
 set ylabel 'µs per packet'
 set title 'relay process (user+system); kernel path: 0, its cost is in the sender'
 plot {bars(0)}
-set title 'whole machine (/proc/stat), sender spin-waits included'
-plot {bars(2)}
+set title {"'whole machine (/proc/stat), sender sleeping between packets'" if sleeping else
+           "'whole machine (/proc/stat), sender spin-waits included'"}
+plot {bars(3) if sleeping else bars(2)}
 unset multiplot
 """, outdir)
 

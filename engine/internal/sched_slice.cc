@@ -21,6 +21,8 @@ struct SchedAttr {
   uint32_t sched_util_max;
 };
 
+constexpr uint64_t kResetOnFork = 0x01;  // SCHED_FLAG_RESET_ON_FORK
+
 bool GetAttr(SchedAttr* attr) {
   *attr = SchedAttr{};
   return syscall(SYS_sched_getattr, 0, attr, sizeof *attr, 0) == 0;
@@ -36,6 +38,8 @@ uint64_t RequestSchedSlice(uint64_t ns) {
     SchedAttr want{};
     want.size = sizeof want;
     want.sched_policy = attr.sched_policy;
+    // Keep reset-on-fork; utilization clamps stay as they are without SCHED_FLAG_UTIL_CLAMP.
+    want.sched_flags = attr.sched_flags & kResetOnFork;
     want.sched_nice = attr.sched_nice;
     want.sched_runtime = ns;
     (void)syscall(SYS_sched_setattr, 0, &want, 0);

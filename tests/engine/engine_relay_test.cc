@@ -15,12 +15,12 @@
 #include <map>
 #include <cstring>
 #include <set>
-#include <sstream>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "engine/engine.h"
 #include "engine/packet.h"
 #include "gmock/gmock.h"
@@ -674,26 +674,27 @@ TEST_P(EngineRelayTest, BusyPollRelaysEverythingAndSleepsOnceTheFeedStops) {
   EXPECT_LT(ran, 50'000'000) << "the shard kept running " << ran << " ns of 500 ms with no feed";
 }
 
-// The /proc/self/task/*/sched line `field` (e.g. "se.slice") and the nice value (stat field 19)
-// of the thread named `name`; {-1, 0} if there is none.
+// sched_getattr's view of a thread (glibc 2.36 has no wrapper; SCHED_ATTR_SIZE_VER1).
 struct SchedView {
-  int64_t value = -1;
+  int64_t slice_ns = -1;  // sched_runtime: the fair scheduler's slice on 6.12+
   int nice = 0;
 };
-SchedView ThreadSched(const std::string& name, const std::string& field) {
+SchedView GetSched(pid_t tid) {
+  struct {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t prio;
+    uint64_t runtime, deadline, period;
+    uint32_t util_min, util_max;
+  } attr{};
+  if (syscall(SYS_sched_getattr, tid, &attr, sizeof attr, 0) != 0) return {};
+  return {static_cast<int64_t>(attr.runtime), attr.nice};
+}
+SchedView ThreadSched(const std::string& name) {
   const std::filesystem::path task = TaskDir(name);
   if (task.empty()) return {};
-  SchedView v;
-  std::ifstream sched(task / "sched");
-  for (std::string line; std::getline(sched, line);)
-    if (line.rfind(field + " ", 0) == 0) v.value = std::stoll(line.substr(line.find(':') + 1));
-  std::ifstream stat(task / "stat");
-  std::string all((std::istreambuf_iterator<char>(stat)), {});
-  std::istringstream rest(all.substr(all.rfind(')') + 2));  // fields from 3 on
-  std::string f;
-  for (int i = 3; i <= 19 && rest >> f; ++i)
-    if (i == 19) v.nice = std::stoi(f);
-  return v;
+  return GetSched(static_cast<pid_t>(std::stol(task.filename().string())));
 }
 
 TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
@@ -702,20 +703,20 @@ TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
     o.sched_slice_us = bad;
     EXPECT_THAT(StartRefusal(o), ::testing::HasSubstr(absl::StrCat("scheduler slice ", bad, " us")));
   }
-  // Does this kernel honour slice requests (EEVDF, 6.12+)? A thread of ours asks for one.
+  // Does this kernel honour slice requests (EEVDF, 6.12+)? A thread of ours asks for one,
+  // keeping its nice value.
   int64_t probe = -1, kernel_default = -1;
   std::thread([&] {
-    pthread_setname_np(pthread_self(), "slice-probe");
-    kernel_default = ThreadSched("slice-probe", "se.slice").value;
+    const SchedView own = GetSched(0);
+    kernel_default = own.slice_ns;
     struct {
       uint32_t size, policy;
       uint64_t flags;
       int32_t nice;
       uint32_t prio;
       uint64_t runtime, deadline, period;
-    } attr{sizeof attr, SCHED_OTHER, 0, 0, 0, 300'000, 0, 0};
-    if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0)
-      probe = ThreadSched("slice-probe", "se.slice").value;
+    } attr{sizeof attr, SCHED_OTHER, 0, own.nice, 0, 300'000, 0, 0};
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) probe = GetSched(0).slice_ns;
   }).join();
   if (probe != 300'000) GTEST_SKIP() << "this kernel has no per-thread scheduler slice";
 
@@ -730,8 +731,8 @@ TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
     ASSERT_NE(engine_, nullptr);
   };
   start(300);
-  SchedView v = ThreadSched("mcr-shard0", "se.slice");
-  EXPECT_EQ(v.value, 300'000);
+  SchedView v = ThreadSched("mcr-shard0");
+  EXPECT_EQ(v.slice_ns, 300'000);
   EXPECT_EQ(v.nice, 3);
   EXPECT_EQ(engine_->Snapshot().shards.at(0).sched_slice_ns, 300'000u);
   {
@@ -739,8 +740,8 @@ TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
     engine_.reset();
   }
   start(0);  // 0: the kernel's default, untouched
-  v = ThreadSched("mcr-shard0", "se.slice");
-  EXPECT_EQ(v.value, kernel_default);
+  v = ThreadSched("mcr-shard0");
+  EXPECT_EQ(v.slice_ns, kernel_default);
   EXPECT_EQ(v.nice, 3);
   EXPECT_EQ(engine_->Snapshot().shards.at(0).sched_slice_ns, static_cast<uint64_t>(kernel_default));
   // The default options leave the kernel's slice.
@@ -761,6 +762,7 @@ TEST_P(EngineRingTest, RingDropsAreCountedWhileTheRingOverflowsNotAtTheNextTick)
     NetnsScope in(*rig_, "snd");
     const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(fd, 0);
+    const absl::Cleanup close_fd = [fd] { close(fd); };
     ip_mreqn m{};
     m.imr_ifindex = static_cast<int>(if_nametoindex("veth0"));
     ASSERT_EQ(setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m), 0);
@@ -778,6 +780,7 @@ TEST_P(EngineRingTest, RingDropsAreCountedWhileTheRingOverflowsNotAtTheNextTick)
     CPU_ZERO(&cpu0);
     CPU_SET(0, &cpu0);
     ASSERT_EQ(sched_setaffinity(0, sizeof cpu0, &cpu0), 0);
+    absl::Cleanup unpin = [&all] { sched_setaffinity(0, sizeof all, &all); };
     std::vector<uint8_t> burst(size_t{kSegments} * gso, 0x5a);
     ASSERT_EQ(setsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso, sizeof gso), 0);
     for (int b = 0; b < kBursts; ++b) {
@@ -787,7 +790,7 @@ TEST_P(EngineRingTest, RingDropsAreCountedWhileTheRingOverflowsNotAtTheNextTick)
           << strerror(errno);
       std::this_thread::sleep_for(std::chrono::milliseconds(3));
     }
-    sched_setaffinity(0, sizeof all, &all);
+    std::move(unpin).Invoke();
     // A few spaced datagrams after the bursts: the blocks they fill close with the kernel's
     // losing mark if drops are still unread.
     const int off = 0;
@@ -797,7 +800,6 @@ TEST_P(EngineRingTest, RingDropsAreCountedWhileTheRingOverflowsNotAtTheNextTick)
                 gso);
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    close(fd);
   }
   // Well inside the shard's 1 s tick, which is where the count used to come from: every frame
   // is either taken by the shard or counted as a kernel drop.
