@@ -45,11 +45,10 @@ struct EngineOptions {
   /// for SCHED_OTHER, which EEVDF (Linux 6.12+) turns into an earlier virtual deadline. A shard
   /// with a short slice preempts the thread it wakes up beside instead of waiting for that
   /// thread's slice (kernel default 0.7 ms x (1 + log2 CPUs), e.g. 1.4 ms on 2 CPUs) to end, at
-  /// no change to its share of the CPU. Must be 0 or
-  /// 100..100000 (the kernel's range). 0 (default) = leave the kernel's default. It helps a
-  /// shard beside bursty work at moderate rates; a shard whose own bursts outlast the slice can
-  /// instead be preempted mid-batch by the receiver it feeds (docs/PERFORMANCE.md). Older
-  /// kernels accept and ignore it.
+  /// no change to its share of the CPU. Must be 0 or 100..100000 (the kernel's range); 0
+  /// (default) leaves the kernel's default. It helps a shard beside bursty work at moderate
+  /// rates; it does not stop a receiver on the same CPU from preempting the shard after each
+  /// send (docs/PERFORMANCE.md). Older kernels accept and ignore it.
   uint32_t sched_slice_us = 0;
   /// Egress socket send buffer in bytes (SO_SNDBUFFORCE when permitted). Default 4 MiB.
   uint32_t egress_sndbuf = 4 * 1024 * 1024;
