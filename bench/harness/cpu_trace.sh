@@ -54,6 +54,7 @@ trace_remove() {
 }
 
 . "$root/tests/rig/netns.sh"
+. "$root/bench/harness/mcrd_rig.sh"
 rig_init cpu_trace
 # rig_init's EXIT trap tears the rig down; remove the instance first, keeping the exit status
 # (set +e: a failing step of the clean-up must not cut it short).
@@ -64,20 +65,8 @@ cat >"$RIG_TMP/rules.json" <<'EOF'
 {"version": 1, "rules": [{"name": "trace", "input": {"interface": "in0", "group": "239.1.1.1",
  "port": 5000}, "outputs": [{"group": "239.2.2.2", "port": 6000, "interface": "out0"}]}]}
 EOF
-rig_bg rly mcrd taskset -c "$relay_cpu" "$bin/mcrd" supervisor --cpus "$relay_cpu" \
-  --control-cpu "$relay_cpu" --control-socket-path "$RIG_TMP/mcrd.sock" --state-file off \
-  --metrics-listen off --config "$RIG_TMP/rules.json" --log-level warning --ingress "$ingress" \
-  "${mcrd_args[@]}"
-mcrd_pid=$RIG_LAST_PID
-rig_wait_file "$RIG_TMP/mcrd.sock" 10 || rig_fail "mcrd did not start: $(cat "$RIG_TMP/mcrd.log")"
-shard=""
-for _ in $(seq 50); do
-  shard=$(grep -l '^mcr-shard0$' /proc/"$mcrd_pid"/task/*/comm 2>/dev/null | head -1 || true)
-  [ -n "$shard" ] && break
-  sleep 0.1
-done
-[ -n "$shard" ] || rig_fail "no mcr-shard0 thread in mcrd ($mcrd_pid)"
-shard=$(basename "$(dirname "$shard")")
+mcrd_start "$bin" "$relay_cpu" "$ingress" "$RIG_TMP/rules.json" "${mcrd_args[@]}"
+shard=$(basename "$MCRD_SHARD_TASK")
 rig_bg rcv rx taskset -c "$relay_cpu" "$bin/mcrgen" recv --group 239.2.2.2 --port 6000 \
   --interface veth0 --timeout $((seconds * 3 + 10)) --idle-exit 1 --json \
   --ready-file "$RIG_TMP/ready"

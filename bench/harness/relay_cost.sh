@@ -44,6 +44,7 @@ cpus=$(python3 -c 'import os; a=sorted(os.sched_getaffinity(0)); print(a[0], a[-
 sender_cpu=${cpus% *} relay_cpu=${cpus#* }
 
 . "$root/tests/rig/netns.sh"
+. "$root/bench/harness/mcrd_rig.sh"
 rig_init relay_cost
 rig_topology
 [ "$uso" -eq 1 ] && ip netns exec "$(rig_nsname rly)" ethtool -K out0 tx-udp-segmentation on >/dev/null
@@ -56,19 +57,8 @@ outs = [{"group": f"239.2.{2 + i // 250}.{2 + i % 250}", "port": 6000 + i, "inte
 print(json.dumps({"version": 1, "rules": [{"name": "cost", "input": {
     "interface": "in0", "group": "239.1.1.1", "port": 5000}, "outputs": outs}]}))
 EOF
-rig_bg rly mcrd taskset -c "$relay_cpu" "$bin/mcrd" supervisor --cpus "$relay_cpu" \
-  --control-cpu "$relay_cpu" --control-socket-path "$RIG_TMP/mcrd.sock" --state-file off \
-  --metrics-listen off --config "$RIG_TMP/rules.json" --log-level warning --ingress "$ingress"
-mcrd_pid=$RIG_LAST_PID
-rig_wait_file "$RIG_TMP/mcrd.sock" 10 || rig_fail "mcrd did not start: $(cat "$RIG_TMP/mcrd.log")"
-shard=""
-for _ in $(seq 50); do
-  shard=$(grep -l '^mcr-shard0$' /proc/"$mcrd_pid"/task/*/comm 2>/dev/null | head -1 || true)
-  [ -n "$shard" ] && break
-  sleep 0.1
-done
-[ -n "$shard" ] || rig_fail "no mcr-shard0 thread in mcrd ($mcrd_pid)"
-shard=$(dirname "$shard")
+mcrd_start "$bin" "$relay_cpu" "$ingress" "$RIG_TMP/rules.json"
+shard=$MCRD_SHARD_TASK
 
 count=$((rate * seconds))
 if [ "$receiver" -eq 1 ] && [ "$outputs" -gt 250 ]; then rig_fail "--receiver supports up to 250 outputs"; fi

@@ -674,20 +674,23 @@ TEST_P(EngineRelayTest, BusyPollRelaysEverythingAndSleepsOnceTheFeedStops) {
   EXPECT_LT(ran, 50'000'000) << "the shard kept running " << ran << " ns of 500 ms with no feed";
 }
 
-// sched_getattr's view of a thread (glibc 2.36 has no wrapper; SCHED_ATTR_SIZE_VER1).
+// The kernel's struct sched_attr, SCHED_ATTR_SIZE_VER1 (glibc 2.36 has neither it nor wrappers).
+struct SchedAttrV1 {
+  uint32_t size, policy;
+  uint64_t flags;
+  int32_t nice;
+  uint32_t prio;
+  uint64_t runtime, deadline, period;
+  uint32_t util_min, util_max;
+};
+
+// sched_getattr's view of a thread.
 struct SchedView {
   int64_t slice_ns = -1;  // sched_runtime: the fair scheduler's slice on 6.12+
   int nice = 0;
 };
 SchedView GetSched(pid_t tid) {
-  struct {
-    uint32_t size, policy;
-    uint64_t flags;
-    int32_t nice;
-    uint32_t prio;
-    uint64_t runtime, deadline, period;
-    uint32_t util_min, util_max;
-  } attr{};
+  SchedAttrV1 attr{};
   if (syscall(SYS_sched_getattr, tid, &attr, sizeof attr, 0) != 0) return {};
   return {static_cast<int64_t>(attr.runtime), attr.nice};
 }
@@ -709,13 +712,11 @@ TEST_P(EngineRelayTest, ShardsAskForTheirSchedulerSliceAndKeepTheirNiceValue) {
   std::thread([&] {
     const SchedView own = GetSched(0);
     kernel_default = own.slice_ns;
-    struct {
-      uint32_t size, policy;
-      uint64_t flags;
-      int32_t nice;
-      uint32_t prio;
-      uint64_t runtime, deadline, period;
-    } attr{sizeof attr, SCHED_OTHER, 0, own.nice, 0, 300'000, 0, 0};
+    SchedAttrV1 attr{};
+    attr.size = sizeof attr;
+    attr.policy = SCHED_OTHER;
+    attr.nice = own.nice;
+    attr.runtime = 300'000;
     if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) probe = GetSched(0).slice_ns;
   }).join();
   if (probe != 300'000) GTEST_SKIP() << "this kernel has no per-thread scheduler slice";
