@@ -18,11 +18,14 @@
 #     --receiver         also run mcrgen recv on the outputs (on the relay's CPU, as the bench
 #                        does) and report its CPU per packet
 #     --egress-uso       UDP segmentation offload on out0 (see docs/PERFORMANCE.md)
+#     --mcrd-arg ARG     one more argument for mcrd supervisor (repeatable), e.g.
+#                        --mcrd-arg=--ring-block-size=512K
 # Prints one line per run: shard ns per input packet, scheduling count, packets per wake-up.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 bin=build/bin rate=25000 seconds=5 outputs=1 size=1200 ingress=ring receiver=0 uso=0
+mcrd_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -33,6 +36,8 @@ while [ $# -gt 0 ]; do
     --ingress) ingress=$2; shift 2 ;;
     --receiver) receiver=1; shift ;;
     --egress-uso) uso=1; shift ;;
+    --mcrd-arg) mcrd_args+=("$2"); shift 2 ;;
+    --mcrd-arg=*) mcrd_args+=("${1#--mcrd-arg=}"); shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "relay_cost: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -57,7 +62,7 @@ outs = [{"group": f"239.2.{2 + i // 250}.{2 + i % 250}", "port": 6000 + i, "inte
 print(json.dumps({"version": 1, "rules": [{"name": "cost", "input": {
     "interface": "in0", "group": "239.1.1.1", "port": 5000}, "outputs": outs}]}))
 EOF
-mcrd_start "$bin" "$relay_cpu" "$ingress" "$RIG_TMP/rules.json"
+mcrd_start "$bin" "$relay_cpu" "$ingress" "$RIG_TMP/rules.json" ${mcrd_args[@]+"${mcrd_args[@]}"}
 shard=$MCRD_SHARD_TASK
 
 count=$((rate * seconds))
