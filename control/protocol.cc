@@ -34,55 +34,38 @@ std::string Truncated(std::string_view text, size_t max) {
 
 }  // namespace
 
-absl::Status CheckJsonDepth(std::string_view text, int max_depth, bool allow_comments) {
-  int depth = 0;
-  size_t i = 0;
-  const size_t n = text.size();
-  while (i < n) {
-    const char c = text[i];
-    if (c == '"') {
-      // Skip the string; a backslash escapes the next byte (\" and \\ included).
-      for (++i; i < n && text[i] != '"'; ++i) {
-        if (text[i] == '\\') ++i;
-      }
-      ++i;
-      continue;
-    }
-    if (allow_comments && c == '/' && i + 1 < n && text[i + 1] == '/') {
-      while (i < n && text[i] != '\n') ++i;
-      continue;
-    }
-    if (allow_comments && c == '/' && i + 1 < n && text[i + 1] == '*') {
-      const size_t end = text.find("*/", i + 2);
-      i = end == std::string_view::npos ? n : end + 2;
-      continue;
-    }
-    if (c == '[' || c == '{') {
-      if (++depth > max_depth) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("JSON nests deeper than %d levels (at byte %d)", max_depth, i));
-      }
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-    ++i;
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<json> ParseBoundedJson(std::string_view text, bool allow_comments,
                                       size_t max_bytes) {
   if (text.size() > max_bytes) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "JSON text of %d bytes is larger than the limit of %d", text.size(), max_bytes));
   }
-  if (auto s = CheckJsonDepth(text, kMaxJsonDepth, allow_comments); !s.ok()) return s;
+  // The parser itself enforces the depth: a container deeper than the limit is discarded as it
+  // opens, so no deep value is ever built (a separate byte scan would have to agree with the
+  // parser on every lexical corner, such as a // comment ended by '\r', and once did not).
+  bool too_deep = false;
+  const json::parser_callback_t limit_depth = [&too_deep](int depth, json::parse_event_t event,
+                                                          json&) {
+    if ((event == json::parse_event_t::object_start ||
+         event == json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth) {
+      too_deep = true;
+      return false;  // discard it and everything inside it
+    }
+    return true;
+  };
   // nlohmann-json reports the position and reason only through its exception; it stops here.
+  json value;
   try {
-    return json::parse(text, nullptr, /*allow_exceptions=*/true, allow_comments);
+    value = json::parse(text, limit_depth, /*allow_exceptions=*/true, allow_comments);
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("malformed JSON: ", e.what()));
   }
+  if (too_deep) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("JSON nests deeper than %d levels", kMaxJsonDepth));
+  }
+  return value;
 }
 
 const char* RequestTypeName(RequestType type) {

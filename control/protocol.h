@@ -6,10 +6,11 @@
 // {"version":1,"id":..,"ok":false,"error":"<reason>","code":"<absl status code>"}.
 // docs/REFERENCE.md ("Control protocol") lists the request types and their fields.
 //
-// Untrusted input is bounded before nlohmann-json sees it: a line longer than kMaxMessageBytes is
-// refused unread, and nesting deeper than kMaxJsonDepth is refused by a byte scan, because
-// nlohmann-json 3.11.2 parses arbitrarily deep documents but then overflows the stack in
-// recursive code such as dump() (a ~200 KB message nested 100k deep crashes it).
+// Untrusted input is bounded: a line longer than kMaxMessageBytes is refused unread, and nesting
+// deeper than kMaxJsonDepth is refused by the parse itself (its callback discards deeper
+// containers as they open), because nlohmann-json 3.11.2 parses arbitrarily deep documents but
+// then overflows the stack in recursive code such as dump() (a ~200 KB message nested 100k deep
+// crashes it).
 // Pure code; any thread.
 
 #include <cstddef>
@@ -32,13 +33,8 @@ inline constexpr int kMaxJsonDepth = 32;
 /// Longest response mcrctl accepts (a `stats` of many rules is far larger than any request).
 inline constexpr size_t kMaxResponseBytes = size_t{256} << 20;
 
-/// Refuses `text` when its arrays/objects nest deeper than `max_depth`. Strings (with escapes)
-/// are skipped, and with `allow_comments` so are // and /* */ comments, so brackets inside them
-/// do not count. Malformed text passes: the parser reports it.
-absl::Status CheckJsonDepth(std::string_view text, int max_depth, bool allow_comments);
-
-/// Parses untrusted JSON: size and depth checked first, then nlohmann-json. `allow_comments` for
-/// config files. InvalidArgument with the parser's reason on failure.
+/// Parses untrusted JSON: size checked first, depth (kMaxJsonDepth) during the parse.
+/// `allow_comments` for config files. InvalidArgument with the parser's reason on failure.
 absl::StatusOr<nlohmann::json> ParseBoundedJson(std::string_view text, bool allow_comments,
                                                 size_t max_bytes = kMaxMessageBytes);
 
