@@ -193,7 +193,9 @@ class Engine::Impl {
     for (auto& [id, rule] : rules_) {
       for (auto& out : rule->outputs) {
         const NetDev dev = LookupNetDev(out->spec.interface);
-        if (dev.ifindex == out->dev.ifindex && dev.has_addr == out->dev.has_addr &&
+        // An inactive output is retried on every event: it may have failed to open against this
+        // very interface while it was down.
+        if (out->fd >= 0 && dev.ifindex == out->dev.ifindex && dev.has_addr == out->dev.has_addr &&
             dev.addr.s_addr == out->dev.addr.s_addr && dev.mtu == out->dev.mtu)
           continue;
         stale_fds.push_back(out->fd);  // still in the running tables: close after the swap
@@ -262,17 +264,19 @@ class Engine::Impl {
   const EngineOptions& options() const { return options_; }
 
  private:
-  // Opens an output's socket against the interface as it is now. A missing interface or
-  // address leaves the output inactive (fd -1; its datagrams count as no_interface) until
-  // Refresh(); any other failure is an error.
+  // Opens an output's socket against the interface as it is now. An interface that is missing,
+  // has no address, is down or has no route to the destination yet leaves the output inactive
+  // (fd -1; its datagrams count as no_interface) until a Refresh() opens it; any other failure
+  // is an error.
   absl::Status OpenOutput(Output& out) {
     out.dev = LookupNetDev(out.spec.interface);
     if (out.dev.ifindex == 0 || !out.dev.has_addr) return absl::OkStatus();
     auto fd = internal::OpenOutputSocket(out.spec, out.dev.ifindex, out.dev.addr,
                                          options_.egress_sndbuf);
     if (!fd.ok()) {
-      if (absl::IsUnavailable(fd.status()) && LookupNetDev(out.spec.interface).ifindex == 0)
-        return absl::OkStatus();  // vanished meanwhile
+      if (absl::IsFailedPrecondition(fd.status()) ||
+          LookupNetDev(out.spec.interface).ifindex == 0)
+        return absl::OkStatus();  // not ready, or vanished meanwhile
       return fd.status();
     }
     out.fd = *fd;

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "absl/strings/str_format.h"
 
@@ -21,12 +22,22 @@
 namespace mcr::engine::internal {
 namespace {
 
+// The interface is not ready to send (down, gone, no address or no route yet): a state that
+// passes, not a mistake in the output.
+bool InterfaceNotReady(int err) {
+  return err == ENETUNREACH || err == ENETDOWN || err == ENODEV || err == EADDRNOTAVAIL ||
+         err == EHOSTUNREACH;
+}
+
 absl::Status Errno(const char* what, const OutputSpec& spec) {
+  const int err = errno;
   char buf[INET_ADDRSTRLEN];
   in_addr a{spec.dst_addr};
   inet_ntop(AF_INET, &a, buf, sizeof buf);
-  return absl::UnavailableError(absl::StrFormat("output %s:%u@%s: %s: %s", buf, spec.dst_port,
-                                                spec.interface, what, strerror(errno)));
+  const std::string msg = absl::StrFormat("output %s:%u@%s: %s: %s", buf, spec.dst_port,
+                                          spec.interface, what, strerror(err));
+  return InterfaceNotReady(err) ? absl::FailedPreconditionError(msg)
+                                : absl::UnavailableError(msg);
 }
 
 }  // namespace

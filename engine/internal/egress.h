@@ -22,7 +22,9 @@ inline constexpr uint32_t kMaxGsoBytes = 65507;
 
 /// Opens the connected, non-blocking UDP socket of one output: bound to the interface (and its
 /// address, which becomes the source), TTL, DSCP, no multicast loop, IP_RECVERR so a full device
-/// queue is reported as ENOBUFS. Control thread. Returns the fd or an error naming the cause.
+/// queue is reported as ENOBUFS. Control thread. Returns the fd or an error naming the cause:
+/// FailedPrecondition when the interface is not ready (down, gone, no address or route yet),
+/// Unavailable otherwise.
 absl::StatusOr<int> OpenOutputSocket(const OutputSpec& spec, int ifindex, in_addr if_addr,
                                      uint32_t sndbuf);
 

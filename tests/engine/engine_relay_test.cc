@@ -530,6 +530,45 @@ TEST_P(EngineRelayTest, InterfacesThatAppearVanishOrFlapNeedNoRestart) {
   ExpectRelayed(*rig_, *late, "239.1.1.1", 5000, 3, 200, 300, "veth1");
 }
 
+TEST_P(EngineRelayTest, OutputInterfaceDownOrRecreatedWhileDownNeedsNoRestart) {
+  StartEngine();
+  auto out_active = [&] { return FindRule(engine_->Snapshot(), "r")->outputs[0].active; };
+  auto refresh = [&] {
+    NetnsScope in(*rig_, "rly");
+    engine_->RefreshInterfaces();  // the daemon calls this on every link and address event
+  };
+  // A down output interface (address configured) is not a reason to refuse the rule — nor, at
+  // start, to refuse to start: the output waits inactive.
+  rig_->Exec("rly", "ip link set out0 down");
+  Apply({Rule("r", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  EXPECT_FALSE(out_active());
+  rig_->Exec("rly", "ip link set out0 up");
+  rig_->Exec("rcv", "ip link set veth0 up");
+  refresh();
+  EXPECT_TRUE(out_active());
+  std::unique_ptr<Receiver> rx;
+  Receive("239.2.2.2", 6000, &rx);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // veth carrier settles
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 200, 300);
+  // Deleted, then re-created with the same address and MTU but down at the first event (its
+  // open fails), then up: the second event must reopen it although nothing else changed.
+  rx.reset();
+  rig_->Exec("rly", "ip link del out0");
+  refresh();
+  EXPECT_FALSE(out_active());
+  rig_->Link("rly", "out0", "10.10.2.1/24", "rcv", "veth0", "10.10.2.2/24");
+  rig_->Exec("rcv", "ip route replace 224.0.0.0/4 dev veth0");
+  rig_->Exec("rly", "ip link set out0 down");
+  refresh();
+  EXPECT_FALSE(out_active());
+  rig_->Exec("rly", "ip link set out0 up");
+  refresh();
+  EXPECT_TRUE(out_active());
+  Receive("239.2.2.2", 6000, &rx);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 2, 200, 300);
+}
+
 TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {
   StartEngine({0, 1});
   std::vector<RuleSpec> base;
