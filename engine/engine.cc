@@ -5,6 +5,8 @@
 #include "engine/engine.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,6 +51,7 @@ class Engine::Impl {
     OutputSpec spec;
     int fd = -1;
     NetDev dev;  // what the socket was opened against
+    int route_mtu = 0;  // IP_MTU of the connected socket when opened (0: unknown)
     std::unique_ptr<OutputCounters> counters = std::make_unique<OutputCounters>();
     ~Output() {
       if (fd >= 0) close(fd);
@@ -280,6 +283,11 @@ class Engine::Impl {
       return fd.status();
     }
     out.fd = *fd;
+    // The route may allow less than the interface (`ip route ... mtu 1400`, a tunnel): GSO
+    // segments must fit the route, or the kernel refuses the whole run.
+    int mtu = 0;
+    socklen_t len = sizeof mtu;
+    out.route_mtu = getsockopt(out.fd, IPPROTO_IP, IP_MTU, &mtu, &len) == 0 ? mtu : 0;
     return absl::OkStatus();
   }
 
@@ -339,7 +347,9 @@ class Engine::Impl {
         internal::OutputEntry oe;
         oe.fd = out->fd;
         oe.dscp = out->spec.dscp;
-        oe.max_gso_segment = MaxGsoSegment(out->dev.mtu);
+        oe.max_gso_segment = MaxGsoSegment(out->route_mtu > 0
+                                               ? std::min(out->route_mtu, out->dev.mtu)
+                                               : out->dev.mtu);
         oe.counters = out->counters.get();
         entry.outputs.push_back(t.AddOutput(oe));
       }

@@ -129,7 +129,9 @@ void EgressBatcher::FlushSlot(Slot& s) noexcept {
     const Item& first = s.items[i];
     uint32_t j = i + 1;
     uint32_t total = first.len;
-    if (first.len <= out->max_gso_segment) {
+    // An empty datagram never leads a run: to the kernel a segment size of 0 means "no GSO",
+    // and the run would leave as one empty datagram.
+    if (first.len != 0 && first.len <= out->max_gso_segment) {
       while (j < n) {
         const Item& it = s.items[j];
         if (copy_tos && it.tos != first.tos) break;
@@ -179,13 +181,27 @@ void EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t 
   msg.msg_control = clen ? control : nullptr;
   msg.msg_controllen = clen;
   ++syscalls_;
-  if (sendmsg(out->fd, &msg, MSG_DONTWAIT) >= 0) {
+  ssize_t sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
+  if (sent < 0 && errno == ECONNREFUSED) {
+    // An ICMP port unreachable from a unicast destination, reported by whichever send comes
+    // next and cleared by reporting it: this run was not sent, so send it again — once.
+    out->counters->errors[static_cast<size_t>(EgressError::kRefused)].Add(1);
+    ++syscalls_;
+    sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
+  }
+  if (sent >= 0) {
     out->counters->packets.Add(n);
     out->counters->bytes.Add(bytes);
     return;
   }
-  // Drop this run for this output only; never retry, never block the others.
-  // ICMP-derived errors (ECONNREFUSED from a unicast peer) surface here too, once per ICMP.
+  if (gso && (errno == EMSGSIZE || errno == EINVAL || errno == EIO)) {
+    // The route refuses this GSO run although the interface's MTU allowed it: a route or path
+    // MTU below the interface's, or a path (IPsec) that cannot segment. Datagram by datagram,
+    // the kernel fragments what it must.
+    for (uint32_t k = 0; k < n; ++k) SendRun(out, &items[k], 1, false);
+    return;
+  }
+  // Drop this run for this output only; never block the others.
   out->counters->errors[static_cast<size_t>(EgressErrorFromErrno(errno))].Add(n);
 }
 

@@ -121,6 +121,30 @@ TEST(EgressBatcherTest, EveryDatagramArrivesOnceInOrderWithItsSizeAndDscp) {
   EXPECT_LT(batcher.syscalls(), 2 * payloads.size() / 4) << "runs should be batched";
 }
 
+TEST(EgressBatcherTest, EmptyDatagramsAreSentOneByOne) {
+  // UDP allows an empty payload. A GSO run led by one would leave as a single empty datagram
+  // (segment size 0 means "no GSO" to the kernel) while counting all of them as sent.
+  Loopback a;
+  OutputCounters c;
+  RuleTable table;
+  OutputEntry e;
+  e.fd = a.tx();
+  e.dscp = 0;
+  e.max_gso_segment = 1472;
+  e.counters = &c;
+  const OutputEntry* o = table.AddOutput(e);
+  EgressBatcher batcher;
+  batcher.Resize(1);
+  std::vector<std::vector<uint8_t>> payloads(5);  // empty
+  for (uint32_t i = 0; i < 5; ++i) payloads.push_back(Payload(i, 100));
+  for (auto& p : payloads) batcher.Add(o, p.data(), static_cast<uint32_t>(p.size()), 0);
+  batcher.Flush();
+  auto got = a.Drain();
+  ASSERT_EQ(got.size(), payloads.size());
+  for (size_t i = 0; i < payloads.size(); ++i) EXPECT_EQ(got[i].first, payloads[i]) << i;
+  EXPECT_EQ(c.packets.Load(), payloads.size());
+}
+
 TEST(EgressBatcherTest, InactiveOutputCountsNoInterface) {
   OutputCounters c;
   RuleTable table;

@@ -569,6 +569,23 @@ TEST_P(EngineRelayTest, OutputInterfaceDownOrRecreatedWhileDownNeedsNoRestart) {
   ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 2, 200, 300);
 }
 
+TEST_P(EngineRelayTest, RouteMtuBelowTheInterfaceMtuStillRelaysEveryDatagram) {
+  StartEngine();
+  Apply({Rule("r", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  Receive("239.2.2.2", 6000, &rx);
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 300, 1200);
+  // After the output opened, the route to its group gets a smaller MTU than out0's 1500 (as a
+  // route or path MTU can): the kernel now refuses GSO runs of 1200-byte segments outright,
+  // where single datagrams are fragmented and arrive.
+  rig_->Exec("rly", "ip route add 239.2.2.2/32 dev out0 mtu 1000");
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 2, 300, 1200);
+  const RuleStats* r = FindRule(engine_->Snapshot(), "r");
+  uint64_t errors = 0;
+  for (uint64_t e : r->outputs[0].errors) errors += e;
+  EXPECT_EQ(errors, 0u);
+}
+
 TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {
   StartEngine({0, 1});
   std::vector<RuleSpec> base;
