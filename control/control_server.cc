@@ -1,5 +1,7 @@
 #include "control/control_server.h"
 
+#include <fcntl.h>
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -46,8 +48,9 @@ struct ControlServer::Client {
   LineReader reader;
   std::string out;  // queued response bytes; out_sent of them already written
   size_t out_sent = 0;
-  bool read_closed = false;  // the peer sent EOF; no more requests will come
-  bool finished = false;     // close once `out` is written
+  bool read_closed = false;   // the peer sent EOF; no more requests will come
+  bool write_closed = false;  // the peer is gone: its requests are handled, answers dropped
+  bool finished = false;      // close once `out` is written
   Clock::time_point last_active = Clock::now();
 
   size_t pending() const { return out.size() - out_sent; }
@@ -117,13 +120,49 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(ServerOptio
 
 ControlServer::ControlServer(ServerOptions options, Logger& log, int listen_fd, dev_t dev,
                              ino_t ino)
-    : options_(std::move(options)), log_(log), listen_fd_(listen_fd), dev_(dev), ino_(ino) {}
+    : options_(std::move(options)),
+      log_(log),
+      listen_fd_(listen_fd),
+      dev_(dev),
+      ino_(ino),
+      reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
 
 ControlServer::~ControlServer() {
   std::vector<int> fds;
   for (const auto& [fd, client] : clients_) fds.push_back(fd);
   for (int fd : fds) Close(fd);
   StopAccepting();
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+}
+
+bool ControlServer::RefuseForLackOfDescriptors(int err) {
+  // A connection waiting in the backlog keeps the listener readable: left there, the
+  // level-triggered loop would spin on accept(). Free the reserve descriptor, take the
+  // connection, tell the client why and close it.
+  const auto now = Clock::now();
+  if (now - last_fd_warning_ >= std::chrono::seconds(10)) {
+    last_fd_warning_ = now;
+    log_.Warning("accept on %s: %s; refusing control clients until descriptors are free "
+                 "(raise the open-files limit, e.g. LimitNOFILE=)",
+                 options_.path, std::strerror(err));
+  }
+  if (reserve_fd_ >= 0) {
+    ::close(reserve_fd_);
+    reserve_fd_ = -1;
+  }
+  int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) {
+    const std::string line = SerializeLine(ErrorResponse(
+        nullptr, absl::ResourceExhaustedError(absl::StrFormat(
+                     "mcrd cannot accept control clients: %s", std::strerror(err)))));
+    ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    ::close(fd);
+  }
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  // accept() reports EMFILE before it looks for a connection: only a connection taken here
+  // says another may be waiting.
+  return fd >= 0;
 }
 
 absl::Status ControlServer::Start(EventLoop& loop, Handler handler) {
@@ -149,8 +188,20 @@ void ControlServer::OnAccept() {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (reserve_fd_ >= 0) {
+          if (RefuseForLackOfDescriptors(errno)) continue;
+          return;
+        }
+        // Not even the reserve: stop watching the listener until the next Sweep().
+        log_.Warning("accept on %s: %s; not accepting for a second", options_.path,
+                     std::strerror(errno));
+        accept_paused_ = loop_->Modify(listen_fd_, 0).ok();
+        return;
+      }
       if (errno != EAGAIN) log_.Warning("accept on %s: %s", options_.path, std::strerror(errno));
-      return;  // EAGAIN; or EMFILE and friends: retried on the next readiness
+      return;  // EAGAIN; or a failure the next readiness retries
     }
     if (clients_.size() >= options_.max_clients) {
       // Best effort: the socket is fresh, so one short line fits its buffer.
@@ -212,22 +263,26 @@ void ControlServer::OnClientEvent(int fd, uint32_t events) {
       break;
     }
   }
-  if (events & EPOLLHUP) {
-    // Both directions are gone: nobody can read an answer.
-    Close(fd);
-    return;
-  }
+  // A peer that closed (hang-up, or a failed send) can read no answer, but what it sent before
+  // closing still counts: a script may send requests and close without reading.
+  if (events & EPOLLHUP) DropAnswers(c);
   Process(c);
-  if (!Flush(c)) {
-    Close(fd);
-    return;
+  if (!c.write_closed && !Flush(c)) {
+    DropAnswers(c);
+    Process(c);
   }
   Update(c);
 }
 
+void ControlServer::DropAnswers(Client& c) {
+  c.write_closed = true;
+  c.out.clear();
+  c.out_sent = 0;
+}
+
 void ControlServer::Process(Client& c) {
   bool drained = false;  // every complete line has been handled
-  while (c.pending() < options_.max_pending_output && !c.finished) {
+  while ((c.write_closed || c.pending() < options_.max_pending_output) && !c.finished) {
     auto item = c.reader.Next();
     if (!item) {
       drained = true;
@@ -251,12 +306,12 @@ void ControlServer::Process(Client& c) {
         log_.Debug("control client sent a bad request: %s", request.status().message());
       }
     }
-    c.out += SerializeLine(response);
+    if (!c.write_closed) c.out += SerializeLine(response);
   }
   if (c.read_closed && drained) {
     // No further complete line will come. Bytes after the last newline were a message the peer
     // never finished.
-    if (c.reader.has_partial()) {
+    if (c.reader.has_partial() && !c.write_closed) {
       c.out += SerializeLine(ErrorResponse(
           nullptr, absl::InvalidArgumentError(
                        "truncated message: the connection was closed before its newline")));
@@ -304,6 +359,10 @@ void ControlServer::Update(Client& c) {
 }
 
 void ControlServer::Sweep(Clock::time_point now) {
+  if (accept_paused_ && listen_fd_ >= 0) {
+    accept_paused_ = false;
+    if (auto st = loop_->Modify(listen_fd_, EPOLLIN); !st.ok()) log_.Warning("%s", st.message());
+  }
   std::vector<int> idle;
   for (const auto& [fd, c] : clients_) {
     if (now - c->last_active > options_.idle_timeout) idle.push_back(fd);

@@ -76,17 +76,26 @@ class ControlServer {
   void OnClientEvent(int fd, uint32_t events);
   /// Handles complete lines while the client's output backlog allows.
   void Process(Client& client);
-  /// Writes what the socket takes. Returns false when the client must be dropped.
+  /// The peer can read no more: answers are dropped from now on, requests still handled.
+  void DropAnswers(Client& client);
+  /// Writes what the socket takes. Returns false when the peer is gone.
   bool Flush(Client& client);
   /// Re-arms epoll for the client's state, or closes it when it is finished.
   void Update(Client& client);
   void Close(int fd);
+  /// accept() failed for lack of descriptors: take the waiting connection with the reserve
+  /// descriptor, answer it with an error and close it, so the listener does not stay readable.
+  /// Returns whether a connection was taken (false: none was waiting).
+  bool RefuseForLackOfDescriptors(int err);
 
   ServerOptions options_;
   Logger& log_;
   int listen_fd_;
   dev_t dev_;  // identity of the socket file we bound, so we never unlink a successor's
   ino_t ino_;
+  int reserve_fd_;  // /dev/null, given up to accept (and refuse) a client when out of fds
+  std::chrono::steady_clock::time_point last_fd_warning_{};
+  bool accept_paused_ = false;  // out of descriptors, even the reserve: resumed by Sweep()
   EventLoop* loop_ = nullptr;
   Handler handler_;
   absl::flat_hash_map<int, std::unique_ptr<Client>> clients_;

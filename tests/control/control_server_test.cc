@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -108,6 +111,7 @@ class ControlServerTest : public ::testing::Test {
     ASSERT_TRUE(server_
                     ->Start(*loop_,
                             [this](const Request& r) {
+                              ++handled_;
                               json response = OkResponse(r.id);
                               response["type"] = RequestTypeName(r.type);
                               // `stats` answers with a large body, to fill buffers quickly.
@@ -132,6 +136,7 @@ class ControlServerTest : public ::testing::Test {
   ControlServerPtr server_;
   EventLoopPtr loop_;
   std::thread thread_;
+  std::atomic<int> handled_{0};  // requests the handler saw
 };
 
 TEST_F(ControlServerTest, SocketFileModeAndRemoval) {
@@ -267,6 +272,26 @@ TEST_F(ControlServerTest, HalfCloseAfterRequestStillAnswered) {
   EXPECT_FALSE(c.ReadLine().has_value());  // then the server closes
 }
 
+TEST_F(ControlServerTest, RequestsSentJustBeforeCloseAreAllHandled) {
+  // A script may send its requests and close without reading the answers: the close arrives
+  // with the data (EPOLLHUP), and every complete request must still be handled — also past the
+  // point where unread answers would have filled the client's output allowance.
+  StartServer();
+  {
+    TestClient c(options_.path);
+    std::string batch;
+    for (int i = 0; i < 10; ++i)
+      batch += json{{"version", 1}, {"id", i}, {"type", "stats"}}.dump() + "\n";
+    for (int i = 10; i < 110; ++i) batch += Ping(i).dump() + "\n";
+    c.Send(batch);
+  }  // closed at once
+  for (int i = 0; i < 500 && handled_ < 110; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(handled_, 110);
+  TestClient other(options_.path);
+  EXPECT_EQ(other.Call(Ping(1))["ok"], true);
+}
+
 TEST_F(ControlServerTest, TruncatedAtEofGetsAnError) {
   StartServer();
   TestClient c(options_.path);
@@ -289,6 +314,38 @@ TEST_F(ControlServerTest, TooManyClientsAreToldSo) {
   ASSERT_TRUE(line);
   EXPECT_THAT(*line, HasSubstr("too many control clients"));
   EXPECT_EQ(a.Call(Ping(3))["ok"], true);
+}
+
+TEST_F(ControlServerTest, OutOfDescriptorsTheWaitingClientIsToldAndServingGoesOn) {
+  StartServer();
+  // Fill this process's descriptor table under a lowered limit, then free one for the client's
+  // own socket: the server's accept() fails with EMFILE while the client waits in the backlog.
+  // (No client before this one: the server closing an earlier client's socket late would free
+  // a descriptor and let this one in.)
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  std::vector<int> filler;
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  for (int fd; (fd = ::dup(null_fd_)) >= 0;) filler.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+  ASSERT_FALSE(filler.empty());
+  ::close(filler.back());
+  filler.pop_back();
+  std::optional<std::string> line;
+  {
+    TestClient starved(options_.path);
+    EXPECT_TRUE(starved.connected());
+    line = starved.ReadLine();  // the old server spun on accept() and never answered
+  }
+  for (int fd : filler) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(line.has_value());
+  EXPECT_THAT(*line, HasSubstr("cannot accept control clients"));
+  // Descriptors free again: served as before.
+  const json served = TestClient(options_.path).Call(Ping(2));
+  EXPECT_EQ(served["ok"], true) << served.dump();
 }
 
 TEST_F(ControlServerTest, SecondServerOnTheSamePathIsRefused) {
