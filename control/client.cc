@@ -8,9 +8,24 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_format.h"
 
 namespace mcr::control {
+namespace {
+
+constexpr char kTransportPayload[] = "type.mcr/transport";
+
+absl::Status Transport(absl::Status status) {
+  status.SetPayload(kTransportPayload, absl::Cord("1"));
+  return status;
+}
+
+}  // namespace
+
+bool IsTransportError(const absl::Status& status) {
+  return status.GetPayload(kTransportPayload).has_value();
+}
 
 absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Connect(
     const std::string& path, std::chrono::milliseconds timeout) {
@@ -33,8 +48,8 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Connect(
     const char* hint = "";
     if (err == ENOENT || err == ECONNREFUSED) hint = " (is mcrd running? see --socket-path)";
     if (err == EACCES) hint = " (is your user in the socket's group? see mcrd --socket-group)";
-    return absl::UnavailableError(
-        absl::StrFormat("cannot connect to mcrd at %s: %s%s", path, std::strerror(err), hint));
+    return Transport(absl::UnavailableError(
+        absl::StrFormat("cannot connect to mcrd at %s: %s%s", path, std::strerror(err), hint)));
   }
   return std::unique_ptr<ControlClient>(new ControlClient(fd, path));
 }
@@ -59,8 +74,8 @@ absl::StatusOr<nlohmann::json> ControlClient::Call(nlohmann::json request) {
     ssize_t n = ::send(fd_, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return absl::UnavailableError(
-          absl::StrFormat("sending to mcrd at %s: %s", path_, std::strerror(errno)));
+      return Transport(absl::UnavailableError(
+          absl::StrFormat("sending to mcrd at %s: %s", path_, std::strerror(errno))));
     }
     sent += static_cast<size_t>(n);
   }
@@ -82,10 +97,11 @@ absl::StatusOr<nlohmann::json> ControlClient::Call(nlohmann::json request) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n == 0) return absl::UnavailableError("mcrd closed the connection without answering");
-    if (errno == EAGAIN) return absl::DeadlineExceededError("mcrd did not answer in time");
-    return absl::UnavailableError(
-        absl::StrFormat("receiving from mcrd at %s: %s", path_, std::strerror(errno)));
+    if (n == 0)
+      return Transport(absl::UnavailableError("mcrd closed the connection without answering"));
+    if (errno == EAGAIN) return Transport(absl::DeadlineExceededError("mcrd did not answer in time"));
+    return Transport(absl::UnavailableError(
+        absl::StrFormat("receiving from mcrd at %s: %s", path_, std::strerror(errno))));
   }
 }
 

@@ -36,4 +36,9 @@ class ControlClient {
 
 using ControlClientPtr = std::unique_ptr<ControlClient>;
 
+/// Whether `status` is mcrctl's own failure to reach mcrd or to hear back from it (connect,
+/// send, receive, timeout) — exit status 3 — rather than mcrd's answer refusing the request,
+/// whatever code mcrd gave that refusal.
+bool IsTransportError(const absl::Status& status);
+
 }  // namespace mcr::control

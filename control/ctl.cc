@@ -44,7 +44,7 @@ void PrintWarnings(const json& response) {
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "mcrctl: %s\n", std::string(status.message()).c_str());
-  return absl::IsUnavailable(status) ? kExitUnreachable : kExitFailed;
+  return IsTransportError(status) ? kExitUnreachable : kExitFailed;
 }
 
 // Connection opened on first use, so that `mcrctl --help` and `version` work without mcrd.
@@ -172,7 +172,7 @@ int RunMcrctl(int argc, char** argv) {
   app.add_flag("--json", g.json, "Print the daemon's JSON response instead of a table");
   app.add_option("--timeout", g.timeout_s, "Seconds to wait for mcrd's answer")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 86400.0));  // whole ms: 0 would mean "never time out"
   Session session(g);
   int rc = 0;
 
@@ -225,8 +225,9 @@ int RunMcrctl(int argc, char** argv) {
     if (ttl_opt->count() > 0) add.ttl = ttl;
     if (dscp_opt->count() > 0) add.dscp = dscp;
     auto request = BuildAddRequest(add);
-    if (!request.ok()) {
-      rc = Fail(request.status());
+    if (!request.ok()) {  // a flag's value is wrong: a bad command line
+      std::fprintf(stderr, "mcrctl: %s\n", std::string(request.status().message()).c_str());
+      rc = kExitUsage;
       return;
     }
     rc = session.Run(RequestType::kAdd, *request, [](const json& r) {

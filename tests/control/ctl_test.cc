@@ -1,5 +1,8 @@
 #include "control/ctl.h"
 
+#include <chrono>
+
+#include "control/client.h"
 #include "control/ctl_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -82,6 +85,20 @@ TEST(BuildAddRequestTest, ErrorsNameTheFlag) {
   f = Seed();
   f.name = "bad/name";
   EXPECT_THAT(ErrorOf(f), HasSubstr("--name: 'bad/name'"));
+}
+
+TEST(ExitStatusTest, OnlyFailingToReachMcrdIsATransportError) {
+  // mcrd's refusals carry whatever code the engine gave them, UNAVAILABLE included: they are
+  // answers (exit 1), not an unreachable daemon (exit 3).
+  auto refused = CheckResponse(
+      R"({"version":1,"id":1,"ok":false,"error":"output busy","code":"UNAVAILABLE"})");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsUnavailable(refused.status()));
+  EXPECT_FALSE(IsTransportError(refused.status()));
+  auto unreachable =
+      ControlClient::Connect("/nonexistent/mcrd.sock", std::chrono::milliseconds(100));
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_TRUE(IsTransportError(unreachable.status()));
 }
 
 TEST(TableTest, AlignsColumns) {

@@ -159,6 +159,15 @@ rc=0; ctl add --input-group 239.1.1.1 >/dev/null 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || rig_fail "missing required flag: exit $rc, expected 2"
 rc=0; ctl frobnicate >/dev/null 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || rig_fail "unknown command: exit $rc, expected 2"
+rc=0; ctl add --input-interface in0 --input-group 239.1.1.9 --input-port 70000 --outputs 239.2.2.2:6000:out0 >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || rig_fail "bad flag value: exit $rc, expected 2"
+rc=0; ctl add --input-interface in0 --input-group 239.1.1.9 --input-port 5000 --outputs 239.2.2:6000:out0 >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || rig_fail "bad --outputs: exit $rc, expected 2"
+# Refused by mcrd: exit 1.
+rc=0; ctl remove --name nope >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || rig_fail "refused by mcrd: exit $rc, expected 1"
+rc=0; ctl --timeout 0.0001 ping >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || rig_fail "--timeout below 1 ms: exit $rc, expected 2"
 # Unreachable daemon: exit 3.
 rc=0; rig_exec rly "$MCR_BIN/mcrctl" --socket-path "$RIG_TMP/nobody.sock" ping 2>"$RIG_TMP/err" || rc=$?
 [ "$rc" -eq 3 ] || rig_fail "unreachable daemon: exit $rc, expected 3"
