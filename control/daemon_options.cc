@@ -45,7 +45,7 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& f) {
   app.add_option("--control-cpu", f.control_cpu,
                  "Pin the control thread (and the metrics server) to this CPU; default: unpinned")
       ->type_name("N")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, engine::kMaxCpus - 1));
   app.add_option("--control-socket-path", f.control_socket_path,
                  "Unix socket mcrctl talks to (parent directory created if missing)")
       ->capture_default_str()
@@ -76,11 +76,17 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& f) {
                  "TPACKET_V3 block size in bytes (K/M suffixes; a multiple of the page size, at "
                  "least 16K)")
       ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            return v.find('-') != std::string::npos ? std::string("must not be negative")
+                                                    : std::string();
+          },
+          "", "NotNegative"))
       ->transform(CLI::AsSizeValue(false))
       ->type_name("BYTES");
   app.add_option("--ring-block-count", f.ring_block_count, "TPACKET_V3 blocks per capture socket")
       ->capture_default_str()
-      ->check(CLI::Range(1u, 65536u));
+      ->check(CLI::Range(2u, 65536u));
   app.add_option("--ring-block-timeout-ms", f.ring_block_timeout_ms,
                  "Longest a partly filled ring block waits before the shard sees it (ms)")
       ->capture_default_str()
@@ -143,9 +149,10 @@ absl::StatusOr<DaemonOptions> ResolveDaemonFlags(const DaemonFlags& f) {
   }
   if (f.control_cpu >= 0) o.control_cpu = f.control_cpu;
   o.engine.ingress = f.ingress == "recv" ? engine::IngressMode::kRecv : engine::IngressMode::kRing;
-  if (f.ring_block_size > UINT32_MAX) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--ring-block-size: %d bytes is too large", f.ring_block_size));
+  if (absl::Status st = engine::ValidateRingOptions(f.ring_block_size, f.ring_block_count,
+                                                    f.ring_block_timeout_ms);
+      !st.ok()) {
+    return st;  // names the value: "ring block size 12345 must be ..."
   }
   o.engine.ring_block_size = static_cast<uint32_t>(f.ring_block_size);
   o.engine.ring_block_count = f.ring_block_count;

@@ -45,6 +45,27 @@ uint16_t MaxGsoSegment(int mtu) { return static_cast<uint16_t>(std::max(mtu - 28
 
 }  // namespace
 
+absl::Status ValidateRingOptions(uint64_t block_size, uint64_t block_count, uint64_t timeout_ms) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (block_size < 16 * 1024 || block_size % page != 0)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ring block size %u must be a multiple of %u and at least 16384", block_size, page));
+  if (block_size > kMaxRingBlockSize)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ring block size %u is more than the limit of %u", block_size, kMaxRingBlockSize));
+  if (block_count < 2 || block_count > kMaxRingBlockCount)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ring block count %u is out of range 2..%u", block_count, kMaxRingBlockCount));
+  if (block_size * block_count > kMaxRingBytes)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ring of %u blocks of %u bytes is more than the limit of %u bytes per capture socket",
+        block_count, block_size, kMaxRingBytes));
+  if (timeout_ms < 1 || timeout_ms > 1000)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("ring block timeout %u ms is out of range 1..1000", timeout_ms));
+  return absl::OkStatus();
+}
+
 class Engine::Impl {
  public:
   struct Output {
@@ -78,16 +99,10 @@ class Engine::Impl {
     }
     if (options_.cpus.size() > 256)
       return absl::InvalidArgumentError("at most 256 shards (a fanout group holds 256 members)");
-    const uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
-    if (options_.ring_block_size < 16 * 1024 || options_.ring_block_size % page != 0)
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "ring block size %u must be a multiple of %u and at least 16384",
-          options_.ring_block_size, page));
-    if (options_.ring_block_count < 2)
-      return absl::InvalidArgumentError("ring block count must be at least 2");
-    if (options_.ring_block_timeout_ms < 1 || options_.ring_block_timeout_ms > 1000)
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "ring block timeout %u ms is out of range 1..1000", options_.ring_block_timeout_ms));
+    if (absl::Status st = ValidateRingOptions(options_.ring_block_size, options_.ring_block_count,
+                                              options_.ring_block_timeout_ms);
+        !st.ok())
+      return st;
     if (options_.busy_poll_us > 1'000'000)
       return absl::InvalidArgumentError(absl::StrFormat(
           "busy poll %u us is out of range 0..1000000", options_.busy_poll_us));

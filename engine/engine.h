@@ -21,6 +21,16 @@ enum class IngressMode {
   kRecv,  // io_uring multishot receive into a provided buffer ring (lowest latency)
 };
 
+/// Largest TPACKET_V3 block, block count and ring (per capture socket) Engine::Start accepts.
+inline constexpr uint64_t kMaxRingBlockSize = uint64_t{256} << 20;
+inline constexpr uint64_t kMaxRingBlockCount = 65536;
+inline constexpr uint64_t kMaxRingBytes = uint64_t{4} << 30;
+
+/// Checks a ring geometry as Engine::Start does (so that a command line can be refused early):
+/// block size a multiple of the page size in 16 KiB..256 MiB, 2..65536 blocks, at most 4 GiB
+/// per ring, timeout 1..1000 ms. InvalidArgument naming the value otherwise.
+absl::Status ValidateRingOptions(uint64_t block_size, uint64_t block_count, uint64_t timeout_ms);
+
 /// Engine start-up options. Validated by Engine::Start.
 struct EngineOptions {
   /// CPUs to run shards on, one shard each, in this order (shard i on cpus[i]). Empty: every CPU

@@ -123,6 +123,15 @@ TEST(DaemonOptionsTest, Refusals) {
   EXPECT_THAT(ErrorOf({"--sched-slice-us", "100001"}), HasSubstr("--sched-slice-us"));
   EXPECT_THAT(ErrorOf({"--sched-slice-us", "-1"}), HasSubstr("--sched-slice-us"));
   EXPECT_THAT(ErrorOf({"--bogus"}), HasSubstr("--bogus"));
+  // Ring geometry is refused while parsing (exit 2), with the value, not when shards start.
+  EXPECT_THAT(ErrorOf({"--ring-block-size", "-5"}), HasSubstr("must not be negative"));
+  EXPECT_THAT(ErrorOf({"--ring-block-size", "12345"}),
+              HasSubstr("ring block size 12345 must be a multiple of"));
+  EXPECT_THAT(ErrorOf({"--ring-block-size", "1G"}), HasSubstr("more than the limit"));
+  EXPECT_THAT(ErrorOf({"--ring-block-count", "1"}), HasSubstr("--ring-block-count"));
+  EXPECT_THAT(ErrorOf({"--ring-block-size", "128M", "--ring-block-count", "64"}),
+              HasSubstr("bytes per capture socket"));
+  EXPECT_EQ(ErrorOf({"--ring-block-size", "1M", "--ring-block-count", "1024"}), "ok");
 }
 
 TEST(MetricsListenTest, Off) {
