@@ -25,6 +25,13 @@ class SystemHost final : public HostView {
   bool InterfaceExists(const std::string& name) const override {
     return if_nametoindex(name.c_str()) != 0;
   }
+  std::string PrimaryName(const std::string& name) const override {
+    // if_nametoindex resolves alternative names too; if_indextoname gives the primary one.
+    char primary[IF_NAMESIZE] = {};
+    const unsigned index = if_nametoindex(name.c_str());
+    if (index == 0 || if_indextoname(index, primary) == nullptr) return name;
+    return primary;
+  }
   bool IsLocalAddress(uint32_t addr) const override {
     ifaddrs* list = nullptr;
     if (getifaddrs(&list) != 0) return false;
@@ -120,16 +127,30 @@ absl::Status CheckHost(const engine::RuleSpec& spec, std::string_view path, cons
                         "--allow-missing-interface to accept the rule as pending)",
                         path, field, name));
   };
+  // Rules are told apart by interface name: an alternative name would let two rules capture the
+  // same (interface, group, port) twice, so it is refused with the name to use.
+  auto altname = [&](std::string_view field, const std::string& name) -> absl::Status {
+    const std::string primary = host.PrimaryName(name);
+    if (primary == name) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s.%s: '%s' is an alternative name of interface '%s'; name it '%s'", path, field, name,
+        primary, primary));
+  };
   const bool input_exists = host.InterfaceExists(spec.input_interface);
   if (!input_exists) {
     if (auto s = missing("input.interface", spec.input_interface); !s.ok()) return s;
+  } else if (auto s = altname("input.interface", spec.input_interface); !s.ok()) {
+    return s;
   }
   for (size_t i = 0; i < spec.outputs.size(); ++i) {
     const std::string& name = spec.outputs[i].interface;
     // One warning per missing interface is enough.
     if (name == spec.input_interface && !input_exists) continue;
+    const std::string field = absl::StrCat("outputs[", i, "].interface");
     if (!host.InterfaceExists(name)) {
-      if (auto s = missing(absl::StrCat("outputs[", i, "].interface"), name); !s.ok()) return s;
+      if (auto s = missing(field, name); !s.ok()) return s;
+    } else if (auto s = altname(field, name); !s.ok()) {
+      return s;
     }
   }
   // A unicast input is relayed only if it is addressed to this host. With its interface absent

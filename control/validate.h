@@ -21,6 +21,9 @@ class HostView {
  public:
   virtual ~HostView() = default;
   virtual bool InterfaceExists(const std::string& name) const = 0;
+  /// The interface's own name when `name` is one of its alternative names (`ip link property
+  /// add ... altname`), else `name`.
+  virtual std::string PrimaryName(const std::string& name) const { return name; }
   /// True when `addr` (network byte order) is assigned to an interface of this host.
   virtual bool IsLocalAddress(uint32_t addr) const = 0;
 };

@@ -312,6 +312,14 @@ class Engine::Impl {
     const NetDev dev = LookupNetDev(name);
     in.ifindex = 0;
     if (dev.ifindex == 0) return absl::OkStatus();
+    // Two names for one interface (an alternative name): a second capture group there would
+    // hand every frame to the shards twice. The first name keeps it; this one stays closed.
+    for (const auto& [other_name, other] : inputs_) {
+      if (&other != &in && other.ifindex == dev.ifindex) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "input interface %s is interface %s under another name", name, other_name));
+      }
+    }
     internal::FanoutJoin join;
     join.enabled = shards_.size() > 1;
     join.program = &fanout_program_;

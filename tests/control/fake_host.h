@@ -2,6 +2,7 @@
 // Test doubles for the controller's seams: a host with a fixed set of interfaces and addresses,
 // and a data plane that records what it was given.
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,8 +33,15 @@ class FakeHost final : public HostView {
   std::set<std::string> interfaces{"in0", "out0", "out1"};
   std::set<uint32_t> addresses{*ParseIpv4("10.10.1.2"), *ParseIpv4("10.10.2.1")};
 
+  /// Alternative name -> primary name; both must be in `interfaces`.
+  std::map<std::string, std::string> altnames;
+
   bool InterfaceExists(const std::string& name) const override {
     return interfaces.count(name) > 0;
+  }
+  std::string PrimaryName(const std::string& name) const override {
+    auto it = altnames.find(name);
+    return it == altnames.end() ? name : it->second;
   }
   bool IsLocalAddress(uint32_t addr) const override { return addresses.count(addr) > 0; }
 };

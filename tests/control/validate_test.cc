@@ -86,6 +86,24 @@ TEST(CheckHostTest, MissingInterfaceRefusedUnlessAllowed) {
   EXPECT_THAT(warnings[0], HasSubstr("'eth7' does not exist yet"));
 }
 
+TEST(CheckHostTest, AlternativeInterfaceNamesAreRefusedWithThePrimaryName) {
+  // Rules are told apart by interface name; `inalt` naming in0 would capture in0 twice.
+  FakeHost host;
+  host.interfaces.insert("inalt");
+  host.altnames["inalt"] = "in0";
+  std::vector<std::string> warnings;
+  engine::RuleSpec s = SampleSpec();
+  s.input_interface = "inalt";
+  auto st = CheckHost(s, "rule", host, true, &warnings);
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr("rule.input.interface: 'inalt' is an alternative name of interface "
+                        "'in0'; name it 'in0'"));
+  s = SampleSpec();
+  s.outputs[0].interface = "inalt";
+  st = CheckHost(s, "rule", host, true, &warnings);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("rule.outputs[0].interface: 'inalt'"));
+}
+
 TEST(CheckHostTest, UnicastInputMustBeLocal) {
   FakeHost host;
   std::vector<std::string> warnings;

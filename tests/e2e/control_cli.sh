@@ -115,6 +115,8 @@ refuse "10.99.0.1 is neither a multicast group nor an address of this host" add 
 refuse "0.0.0.0 is neither a multicast group nor a unicast address" add --input-interface in0 --input-group 0.0.0.0 --input-port 5000 --outputs 239.2.2.2:6000:out0
 refuse "rule.input.source: 239.0.0.1 is not a unicast source address" add --input-interface in0 --input-group 239.1.1.9 --input-port 5000 --input-source 239.0.0.1 --outputs 239.2.2.2:6000:out0
 refuse "interface 'eth9' does not exist" add --input-interface eth9 --input-group 239.1.1.9 --input-port 5000 --outputs 239.2.2.2:6000:out0
+rig_exec rly ip link property add dev in0 altname inalt
+refuse "rule.input.interface: 'inalt' is an alternative name of interface 'in0'; name it 'in0'" add --input-interface inalt --input-group 239.1.1.9 --input-port 5000 --outputs 239.2.2.2:6000:out0
 refuse "rule.outputs[0].interface: interface 'eth9' does not exist" add --input-interface in0 --input-group 239.1.1.9 --input-port 5000 --outputs 239.2.2.2:6000:eth9
 refuse "port: 70000 is out of range 1..65535" add --input-interface in0 --input-group 239.1.1.9 --input-port 5000 --outputs 239.2.2.2:70000:out0
 refuse "'239.2.2' is not an IPv4 address" add --input-interface in0 --input-group 239.1.1.9 --input-port 5000 --outputs 239.2.2:6000:out0

@@ -586,6 +586,25 @@ TEST_P(EngineRelayTest, RouteMtuBelowTheInterfaceMtuStillRelaysEveryDatagram) {
   EXPECT_EQ(errors, 0u);
 }
 
+TEST_P(EngineRelayTest, TwoNamesOfOneInputInterfaceAreRefusedNotCapturedTwice) {
+  StartEngine();
+  rig_->Exec("rly", "ip link property add dev in0 altname inalt");
+  Apply({Rule("a", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  {
+    NetnsScope in(*rig_, "rly");
+    absl::Status st = engine_->ApplyRules(
+        {Rule("a", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")}),
+         Rule("b", "inalt", "239.1.1.1", 5000, {Out("239.2.2.3", 6000, "out0")})});
+    EXPECT_FALSE(st.ok());
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("under another name"));
+  }
+  // Refused as a whole: rule a still relays every datagram exactly once.
+  std::unique_ptr<Receiver> rx;
+  Receive("239.2.2.2", 6000, &rx);
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 200, 300);
+  EXPECT_EQ(engine_->Snapshot().rules.size(), 1u);
+}
+
 TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {
   StartEngine({0, 1});
   std::vector<RuleSpec> base;
