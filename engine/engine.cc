@@ -243,6 +243,9 @@ class Engine::Impl {
         s.drops.emplace_back(ParseResultName(static_cast<ParseResult>(r)), c.drops[r].Load());
       for (const auto& [name, in] : inputs_)
         s.kernel_drops.emplace_back(name, in.counters[s.index]->kernel_drops.Load());
+      for (const auto& [name, in] : inputs_)
+        s.socket_errors.emplace_back(name, in.counters[s.index]->socket_errors.Load());
+      s.no_buffer = c.no_buffer.Load();
       s.busy_ratio = c.busy_ppm.Load() / 1e6;
       s.sched_slice_ns = shard->sched_slice_ns();
       st.shards.push_back(std::move(s));

@@ -96,8 +96,14 @@ struct ShardStats {
   uint64_t steering_mismatch = 0;  // frames whose hash names another shard (group being rebuilt)
   /// Drops by reason name ("fragment", "not_udp", "truncated_ip", ...), every reason listed.
   std::vector<std::pair<std::string, uint64_t>> drops;
-  /// Kernel ring drops (PACKET_STATISTICS tp_drops, accumulated) per input interface name.
+  /// Kernel drops (PACKET_STATISTICS tp_drops, accumulated: capture ring full, or in recv mode
+  /// the socket's receive queue) per input interface name.
   std::vector<std::pair<std::string, uint64_t>> kernel_drops;
+  /// Capture socket errors (POLLERR/ENETDOWN wake-ups, e.g. on link down) per input interface.
+  std::vector<std::pair<std::string, uint64_t>> socket_errors;
+  /// Recv mode: receives that found every buffer of the shard in use (frames wait in the socket
+  /// queue meanwhile; any loss then shows in kernel_drops).
+  uint64_t no_buffer = 0;
   double busy_ratio = 0;  // share of wall time spent working rather than waiting, last interval
   /// The shard thread's scheduler slice as the kernel reports it (sched_getattr), nanoseconds;
   /// 0 if it could not be read.

@@ -32,6 +32,8 @@ enum Family : size_t {
   kShardBusy,
   kShardRules,
   kKernelDrops,
+  kSocketErrors,
+  kShardNoBuffer,
   kRules,
   kShards,
   kInterfaceUp,
@@ -55,9 +57,10 @@ constexpr std::array<MetricInfo, kFamilyCount> kCatalog{{
     {"mcr_output_send_errors_total", kCounter, "rule,output,reason",
      "Datagrams not sent to the output, by reason: would_block (socket buffer full), no_buffers "
      "(device queue full), network_down, refused (ICMP port unreachable), too_big, no_interface "
-     "(interface missing or without IPv4 address), other."},
+     "(output inactive: interface missing, down or without IPv4 address), other."},
     {"mcr_shard_received_packets_total", kCounter, "shard,cpu",
-     "Frames the shard took from its capture rings, malformed and unmatched ones included."},
+     "Frames the shard took from its capture sockets (ring blocks, or the receive queue in recv "
+     "mode), malformed and unmatched ones included."},
     {"mcr_shard_unmatched_packets_total", kCounter, "shard,cpu",
      "Well-formed IPv4 UDP frames that matched no rule of the shard and were dropped."},
     {"mcr_shard_dropped_packets_total", kCounter, "shard,cpu,reason",
@@ -65,14 +68,22 @@ constexpr std::array<MetricInfo, kFamilyCount> kCatalog{{
      "bad_ihl, bad_udp_length and the other malformed shapes."},
     {"mcr_shard_steering_mismatch_packets_total", kCounter, "shard,cpu",
      "Frames the kernel steered to this shard although their (group, port) belongs to another; "
-     "expected only while a capture fanout group is rebuilt. They are still relayed."},
+     "expected only while a capture fanout group is rebuilt. They are dropped (the shard has no "
+     "rule for them) and counted as unmatched too."},
     {"mcr_shard_busy_ratio", kGauge, "shard,cpu",
      "Share of wall time the shard's loop spent working rather than waiting, over the last "
      "second (0 to 1)."},
-    {"mcr_shard_rules", kGauge, "shard,cpu", "Rules placed on the shard."},
+    {"mcr_shard_rules", kGauge, "shard,cpu",
+     "Rules in the shard's table: placed on the shard, with their input interface present."},
     {"mcr_interface_kernel_drops_total", kCounter, "interface,shard",
-     "Frames the kernel dropped because the shard's capture ring for the interface was full "
-     "(PACKET_STATISTICS tp_drops)."},
+     "Frames the kernel dropped because the shard's capture ring for the interface (recv mode: "
+     "its socket receive queue) was full (PACKET_STATISTICS tp_drops)."},
+    {"mcr_interface_socket_errors_total", kCounter, "interface,shard",
+     "Errors the shard's capture socket for the interface reported (ENETDOWN when the link goes "
+     "down, and the like); the socket keeps working when the link returns."},
+    {"mcr_shard_recv_no_buffer_total", kCounter, "shard,cpu",
+     "Recv mode: receives that found all of the shard's buffers in use; frames wait in the "
+     "socket queue meanwhile, and any loss shows in mcr_interface_kernel_drops_total."},
     {"mcr_rules", kGauge, "", "Rules installed."},
     {"mcr_shards", kGauge, "", "Shards: pinned data-plane threads, one per CPU."},
     {"mcr_interface_up", kGauge, "interface",
@@ -175,6 +186,9 @@ std::vector<prometheus::MetricFamily> BuildFamilies(const engine::EngineStats& s
     Add(f[kShardRules], {{"shard", shard}, {"cpu", cpu}}, static_cast<double>(s.rules));
     for (const auto& [interface, n] : s.kernel_drops)
       Add(f[kKernelDrops], {{"interface", interface}, {"shard", shard}}, static_cast<double>(n));
+    for (const auto& [interface, n] : s.socket_errors)
+      Add(f[kSocketErrors], {{"interface", interface}, {"shard", shard}}, static_cast<double>(n));
+    Add(f[kShardNoBuffer], {{"shard", shard}, {"cpu", cpu}}, static_cast<double>(s.no_buffer));
   }
 
   Add(f[kRules], {}, static_cast<double>(stats.rules.size()));

@@ -88,11 +88,14 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   try {
     impl->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
         "listening_ports", listen,
-        // Two threads: a scrape takes milliseconds, and more would only be more threads on the
-        // control thread's CPU.
-        "num_threads", "2",
-        // A client that stalls mid-request frees its thread after 10 s (civetweb: 30 s).
-        "request_timeout_ms", "10000"});
+        // civetweb gives every connection a thread from this pool for as long as it is open, an
+        // idle or stalled one included, and queues the rest: with two, two idle connections
+        // held scrapes back ~10 s, Prometheus's default scrape timeout. Four idle threads cost
+        // nothing; a scrape takes milliseconds.
+        "num_threads", "4",
+        // A client that stalls mid-request (or sends nothing) frees its thread after 2 s
+        // (civetweb: 30 s); a scrape's response is written in far less on any working link.
+        "request_timeout_ms", "2000"});
     impl->exposer->RegisterCollectable(impl->collector);
     const std::vector<int> ports = impl->exposer->GetListeningPorts();
     if (ports.empty()) return absl::InternalError("metrics server reports no listening port");

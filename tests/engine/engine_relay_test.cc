@@ -520,6 +520,18 @@ TEST_P(EngineRelayTest, InterfacesThatAppearVanishOrFlapNeedNoRestart) {
   rig_->Exec("snd", "ip link set veth0 up");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // veth carrier settles
   ExpectRelayed(*rig_, *r0, "239.1.1.3", 5000, 2, 200, 300);
+  // The flap reached the capture socket as an error (ENETDOWN), counted for in0.
+  auto in0_errors = [](const EngineStats& st) {
+    uint64_t n = 0;
+    for (const auto& s : st.shards)
+      for (const auto& [name, v] : s.socket_errors)
+        if (name == "in0") n += v;
+    return n;
+  };
+  EXPECT_GT(in0_errors(WaitStats(*engine_, [&](const EngineStats& st) {
+              return in0_errors(st) > 0;
+            })),
+            0u);
   // Deleted and re-created: a new ifindex; the rule stays and relaying resumes.
   rig_->Exec("rly", "ip link del in1");
   rig_->Link("snd", "veth1", "10.10.3.1/24", "rly", "in1", "10.10.3.2/24");

@@ -63,6 +63,8 @@ engine::EngineStats SampleStats() {
   s0.unmatched = 3;
   s0.drops = {{"fragment", 2}, {"bad_ihl", 1}, {"not_udp", 0}};
   s0.kernel_drops = {{"in0", 5}, {"in1", 0}};
+  s0.socket_errors = {{"in0", 2}, {"in1", 0}};
+  s0.no_buffer = 11;
   s0.busy_ratio = 0.25;
   engine::ShardStats s1 = s0;
   s1.index = 1;
@@ -72,6 +74,8 @@ engine::EngineStats SampleStats() {
   s1.steering_mismatch = 4;
   s1.drops = {{"fragment", 0}, {"bad_ihl", 0}, {"not_udp", 0}};
   s1.kernel_drops = {{"in0", 0}, {"in1", 9}};
+  s1.socket_errors = {{"in0", 0}, {"in1", 1}};
+  s1.no_buffer = 0;
   s1.busy_ratio = 0.5;
   st.shards = {s0, s1};
 
@@ -231,6 +235,13 @@ TEST(BuildFamiliesTest, ShardSeries) {
   EXPECT_EQ(kernel.metric.size(), 4u);
   EXPECT_EQ(Value(kernel, {{"interface", "in0"}, {"shard", "0"}}), 5);
   EXPECT_EQ(Value(kernel, {{"interface", "in1"}, {"shard", "1"}}), 9);
+  const auto& errors = Find(families, "mcr_interface_socket_errors_total");
+  EXPECT_EQ(errors.metric.size(), 4u);
+  EXPECT_EQ(Value(errors, {{"interface", "in0"}, {"shard", "0"}}), 2);
+  EXPECT_EQ(Value(errors, {{"interface", "in1"}, {"shard", "1"}}), 1);
+  const auto& no_buffer = Find(families, "mcr_shard_recv_no_buffer_total");
+  EXPECT_EQ(Value(no_buffer, {{"shard", "0"}, {"cpu", "2"}}), 11);
+  EXPECT_EQ(Value(no_buffer, {{"shard", "1"}, {"cpu", "3"}}), 0);
 }
 
 TEST(BuildFamiliesTest, InventoryGauges) {

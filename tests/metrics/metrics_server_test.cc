@@ -53,6 +53,31 @@ TEST(MetricsServerTest, ServesTheSnapshotOnAnEphemeralPort) {
   EXPECT_EQ(HttpGet((*server)->port(), "/").status, 404);
 }
 
+TEST(MetricsServerTest, IdleConnectionsDoNotHoldScrapesBack) {
+  auto server = MetricsServer::Start(
+      "127.0.0.1:0", [] { return SyntheticStats(3, 2, 2); }, "9.9.9");
+  ASSERT_TRUE(server.ok()) << server.status();
+  // Three clients connect and say nothing (or stall mid-request): each holds a server thread
+  // until the request timeout. A scrape beside them must still be answered at once — with a
+  // pool of two threads it waited ~10 s, as long as Prometheus waits for a scrape.
+  std::vector<int> idle;
+  for (int i = 0; i < 3; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((*server)->port());
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    if (i == 2) {
+      ASSERT_GT(send(fd, "GET /met", 8, MSG_NOSIGNAL), 0);
+    }
+    idle.push_back(fd);
+  }
+  const auto r = HttpGet((*server)->port(), "/metrics", /*timeout_ms=*/1000);
+  for (int fd : idle) close(fd);
+  EXPECT_EQ(r.status, 200);
+}
+
 TEST(MetricsServerTest, BusyAddressIsUnavailableAndSaysWhy) {
   auto first = MetricsServer::Start(
       "127.0.0.1:0", [] { return engine::EngineStats{}; }, "t");

@@ -26,6 +26,8 @@ inline engine::EngineStats SyntheticStats(size_t rules, size_t shards, size_t ou
     for (size_t r = 1; r < static_cast<size_t>(engine::ParseResult::kCount); ++r)
       sh.drops.emplace_back(engine::ParseResultName(static_cast<engine::ParseResult>(r)), r * s);
     sh.kernel_drops = {{"in0", 3 * s}, {"in1", 0}};
+    sh.socket_errors = {{"in0", s}, {"in1", 0}};
+    sh.no_buffer = 5 * s;
     sh.busy_ratio = 0.125 * static_cast<double>(s % 8);
     st.shards.push_back(std::move(sh));
   }
