@@ -330,6 +330,7 @@ class Engine::Impl {
       auto cmd = std::make_unique<ShardCommand>();
       cmd->kind = ShardCommand::Kind::kOpenInput;
       cmd->ifindex = dev.ifindex;
+      cmd->ip_only = !dev.ethernet;
       cmd->ingress_counters = in.counters[i].get();
       cmd->fanout = join;
       cmd->fanout.first = (i == 0);

@@ -43,6 +43,10 @@ static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(ParseRes
               "every ParseResult needs a name");
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "LoadBe16 assumes a little-endian host");
 
+// IPv4 header onwards, shared by ParseFrame and ParseIpPacket (defined below them).
+ParseResult ParseIpv4(const uint8_t* ip, uint32_t avail, uint16_t vlan,
+                      ParsedPacket* out) noexcept;
+
 }  // namespace
 
 const char* ParseResultName(ParseResult r) noexcept {
@@ -71,10 +75,21 @@ ParseResult ParseFrame(const uint8_t* frame, uint32_t len, uint16_t metadata_vla
   }
   if (ether_type != kEtherTypeIpv4) return ParseResult::kNotIpv4;
   off += 2;
+  return ParseIpv4(frame + off, len - off, vlan, out);
+}
 
-  // IPv4. `avail` is what the frame holds from the IP header on, padding included.
-  const uint8_t* ip = frame + off;
-  const uint32_t avail = len - off;
+ParseResult ParseIpPacket(const uint8_t* packet, uint32_t len, ParsedPacket* out) noexcept {
+  if (len == 0) return ParseResult::kTruncatedIp;
+  // An IP-only capture carries no EtherType: the version nibble tells IPv4 from IPv6.
+  if ((packet[0] >> 4) == 6) return ParseResult::kNotIpv4;
+  return ParseIpv4(packet, len, kNoVlan, out);
+}
+
+namespace {
+
+ParseResult ParseIpv4(const uint8_t* ip, uint32_t avail, uint16_t vlan,
+                      ParsedPacket* out) noexcept {
+  // `avail` is what the capture holds from the IP header on, Ethernet padding included.
   if (avail < kIpv4MinHeaderLen) return ParseResult::kTruncatedIp;
   if ((ip[0] >> 4) != 4) return ParseResult::kBadIpVersion;
   const uint32_t ihl = (ip[0] & 0x0fu) * 4;
@@ -110,5 +125,7 @@ ParseResult ParseFrame(const uint8_t* frame, uint32_t len, uint16_t metadata_vla
   out->ttl = ip[8];
   return ParseResult::kOk;
 }
+
+}  // namespace
 
 }  // namespace mcr::engine

@@ -70,6 +70,11 @@ ParseResult ParseFrame(const uint8_t* frame, uint32_t len, ParsedPacket* out) no
 ParseResult ParseFrame(const uint8_t* frame, uint32_t len, uint16_t metadata_vlan,
                        ParsedPacket* out) noexcept;
 
+/// Parses `len` bytes of `packet`, which starts at the IPv4 header: what a capture socket gets
+/// on an interface without a link-layer header (tun, WireGuard, other IP tunnels). As
+/// ParseFrame otherwise; out->vlan is kNoVlan.
+ParseResult ParseIpPacket(const uint8_t* packet, uint32_t len, ParsedPacket* out) noexcept;
+
 /// The VID the kernel stripped into TPACKET metadata (tpacket3_hdr::hv1 or tpacket_auxdata), or
 /// kNoVlan. tp_vlan_tci is meaningful only with TP_STATUS_VLAN_VALID; a priority-tagged frame has
 /// the flag set and VID 0.

@@ -1,6 +1,7 @@
 #include "engine/internal/netdev.h"
 
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,6 +26,9 @@ NetDev LookupNetDev(const std::string& name) {
   if (ioctl(s, SIOCGIFMTU, &ifr) == 0) d.mtu = ifr.ifr_mtu;
   if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0)
     d.up = (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
+  if (ioctl(s, SIOCGIFHWADDR, &ifr) == 0)
+    d.ethernet = ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER ||
+                 ifr.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK;
   close(s);
   return d;
 }

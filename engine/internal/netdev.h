@@ -13,6 +13,9 @@ struct NetDev {
   in_addr addr{};          // the first IPv4 address
   int mtu = 1500;
   bool up = false;         // IFF_UP and IFF_RUNNING
+  /// Frames carry an Ethernet header (ARPHRD_ETHER, loopback). Otherwise (tun, WireGuard, IP
+  /// tunnels, InfiniBand...) captures are taken from the IP header on.
+  bool ethernet = true;
 };
 
 /// Looks the interface up now. Never fails: a missing interface has ifindex 0.

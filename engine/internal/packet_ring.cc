@@ -24,9 +24,10 @@ absl::Status CaptureError(const char* step, int ifindex) {
       absl::StrFormat("capture socket on ifindex %d: %s: %s", ifindex, step, strerror(errno)));
 }
 
-absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_filter>& filter) {
+absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_filter>& filter,
+                                         bool ip_only) {
   // Protocol 0: no frame is queued before bind() names the interface.
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = socket(AF_PACKET, (ip_only ? SOCK_DGRAM : SOCK_RAW) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return CaptureError("socket(AF_PACKET)", ifindex);
   sock_fprog prog{static_cast<unsigned short>(filter.size()),
                   const_cast<sock_filter*>(filter.data())};
@@ -76,14 +77,15 @@ uint64_t TakeKernelDrops(int fd) noexcept {
   return st.tp_drops;
 }
 
-absl::StatusOr<std::unique_ptr<PacketRing>> PacketRing::Open(int ifindex, const RingGeometry& geo,
+absl::StatusOr<std::unique_ptr<PacketRing>> PacketRing::Open(int ifindex, bool ip_only,
+                                                             const RingGeometry& geo,
                                                              const std::vector<sock_filter>& filter,
                                                              FanoutJoin* join) {
   std::unique_ptr<PacketRing> r(new PacketRing);
   r->ifindex_ = ifindex;
   // Version and ring before joining: configuring the ring after joining moves the socket to the
   // last fanout index.
-  auto fd = OpenCaptureSocket(ifindex, filter, join, [&](int s) -> const char* {
+  auto fd = OpenCaptureSocket(ifindex, ip_only, filter, join, [&](int s) -> const char* {
     int version = TPACKET_V3;
     if (setsockopt(s, SOL_PACKET, PACKET_VERSION, &version, sizeof version) != 0)
       return "PACKET_VERSION";

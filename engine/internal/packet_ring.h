@@ -38,7 +38,10 @@ struct FanoutJoin {
 };
 
 // Steps of OpenCaptureSocket, below.
-absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_filter>& filter);
+/// `ip_only`: a SOCK_DGRAM socket, whose captures start at the network header (for interfaces
+/// without an Ethernet header); else SOCK_RAW, from the Ethernet header.
+absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_filter>& filter,
+                                         bool ip_only);
 absl::Status BindAndJoin(int fd, int ifindex, FanoutJoin* join);
 absl::Status CaptureError(const char* step, int ifindex);
 
@@ -47,9 +50,10 @@ absl::Status CaptureError(const char* step, int ifindex);
 /// `configure(fd)` runs between filter and bind and returns the name of the step that failed
 /// (errno set) or nullptr. Returns the fd or an error naming the failed step.
 template <typename Configure>
-absl::StatusOr<int> OpenCaptureSocket(int ifindex, const std::vector<sock_filter>& filter,
-                                      FanoutJoin* join, Configure&& configure) {
-  auto fd = CreateFilteredSocket(ifindex, filter);
+absl::StatusOr<int> OpenCaptureSocket(int ifindex, bool ip_only,
+                                      const std::vector<sock_filter>& filter, FanoutJoin* join,
+                                      Configure&& configure) {
+  auto fd = CreateFilteredSocket(ifindex, filter, ip_only);
   if (!fd.ok()) return fd;
   if (const char* step = configure(*fd); step != nullptr) {
     absl::Status st = CaptureError(step, ifindex);
@@ -68,7 +72,9 @@ uint64_t TakeKernelDrops(int fd) noexcept;
 
 class PacketRing {
  public:
-  static absl::StatusOr<std::unique_ptr<PacketRing>> Open(int ifindex, const RingGeometry& geo,
+  /// `ip_only`: frames from the network header on (see CreateFilteredSocket).
+  static absl::StatusOr<std::unique_ptr<PacketRing>> Open(int ifindex, bool ip_only,
+                                                          const RingGeometry& geo,
                                                           const std::vector<sock_filter>& filter,
                                                           FanoutJoin* join);
   ~PacketRing();

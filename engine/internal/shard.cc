@@ -142,6 +142,7 @@ class Shard::Loop {
     RecvBuffersPtr bufs;       // recv mode
     IngressCounters* counters = nullptr;
     bool rearm = false;        // recv mode: the multishot receive ended; arm it again
+    bool ip_only = false;      // captures start at the IP header (no Ethernet header)
     Input() = default;
     // Moves transfer the recv-mode fd: a moved-from Input must not close it.
     Input(Input&& o) noexcept { *this = std::move(o); }
@@ -153,6 +154,7 @@ class Shard::Loop {
       std::swap(bufs, o.bufs);
       std::swap(counters, o.counters);
       std::swap(rearm, o.rearm);
+      std::swap(ip_only, o.ip_only);
       return *this;
     }
     ~Input() {
@@ -217,7 +219,7 @@ class Shard::Loop {
         if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
           const uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
           ++tally.received;
-          Process(in->bufs->Buffer(bid), static_cast<uint32_t>(cqe->res), in->ifindex, tally);
+          Process(in->bufs->Buffer(bid), static_cast<uint32_t>(cqe->res), *in, tally);
           in->bufs->Recycle(bid);  // invisible to the kernel until Publish(), after the flush
         } else if (cqe->res == -ENOBUFS) {
           shard_->counters_.no_buffer.Add(1);
@@ -242,9 +244,10 @@ class Shard::Loop {
   }
 
   // One frame: parse, check steering, look up, queue for every output of its rule.
-  void Process(const uint8_t* frame, uint32_t len, int32_t ifindex, PassTally& t) noexcept {
+  // (On an IP-only input `frame` starts at the IP header: SOCK_DGRAM puts tp_mac there too.)
+  void Process(const uint8_t* frame, uint32_t len, const Input& in, PassTally& t) noexcept {
     ParsedPacket p;
-    const ParseResult r = ParseFrame(frame, len, &p);
+    const ParseResult r = in.ip_only ? ParseIpPacket(frame, len, &p) : ParseFrame(frame, len, &p);
     if (r != ParseResult::kOk) {
       shard_->counters_.drops[static_cast<size_t>(r)].Add(1);
       return;
@@ -252,7 +255,7 @@ class Shard::Loop {
     if (cfg_.num_shards > 1 &&
         ShardFor(p.dst_addr, p.dst_port, cfg_.num_shards) != static_cast<uint32_t>(cfg_.index))
       ++t.mismatch;  // expected only while a fanout group is being (re)built
-    const RuleEntry* rule = table_->Lookup(ifindex, p.dst_addr, p.dst_port, p.src_addr);
+    const RuleEntry* rule = table_->Lookup(in.ifindex, p.dst_addr, p.dst_port, p.src_addr);
     if (rule == nullptr) {
       ++t.unmatched;
       return;
@@ -299,8 +302,7 @@ class Shard::Loop {
       PassTally tally;
       tally.received = n;
       for (uint32_t k = 0; k < n; ++k) {
-        Process(reinterpret_cast<const uint8_t*>(h) + h->tp_mac, h->tp_snaplen, in.ifindex,
-                tally);
+        Process(reinterpret_cast<const uint8_t*>(h) + h->tp_mac, h->tp_snaplen, in, tally);
         h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(h) +
                                                   h->tp_next_offset);
       }
@@ -354,11 +356,13 @@ class Shard::Loop {
   }
 
   absl::Status OpenRingInput(ShardCommand& cmd) {
-    auto ring = PacketRing::Open(cmd.ifindex, cfg_.ring, *cfg_.socket_filter, &cmd.fanout);
+    auto ring =
+        PacketRing::Open(cmd.ifindex, cmd.ip_only, cfg_.ring, *cfg_.socket_filter, &cmd.fanout);
     if (!ring.ok()) return ring.status();
     Input in;
     in.id = next_input_id_++;
     in.ifindex = cmd.ifindex;
+    in.ip_only = cmd.ip_only;
     in.fd = (*ring)->fd();
     in.ring = std::move(*ring);
     in.counters = cmd.ingress_counters;
@@ -376,7 +380,8 @@ class Shard::Loop {
     // ring of ring mode, or bursts overflow the default (~200 KB, 23 jumbo frames).
     const int rcvbuf = static_cast<int>(std::min<uint64_t>(
         uint64_t{cfg_.ring.block_size} * cfg_.ring.block_count, 1u << 30));
-    auto fd = OpenCaptureSocket(cmd.ifindex, *cfg_.socket_filter, &cmd.fanout,
+    in.ip_only = cmd.ip_only;
+    auto fd = OpenCaptureSocket(cmd.ifindex, cmd.ip_only, *cfg_.socket_filter, &cmd.fanout,
                                 [rcvbuf](int s) -> const char* {
                                   // FORCE needs CAP_NET_ADMIN; without it rmem_max caps SO_RCVBUF.
                                   if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf,

@@ -49,6 +49,7 @@ struct ShardCommand {
   RuleTablePtr table;
   // kOpenInput / kCloseInput.
   int ifindex = 0;
+  bool ip_only = false;  // kOpenInput: the interface has no Ethernet header (tun, WireGuard...)
   IngressCounters* ingress_counters = nullptr;
   FanoutJoin fanout;  // kOpenInput: in/out (the first member reports the group id)
   // out

@@ -4,9 +4,12 @@
 // tests/e2e/*.sh; these pin down the data plane's behaviour directly.
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -615,6 +618,54 @@ TEST_P(EngineRelayTest, TwoNamesOfOneInputInterfaceAreRefusedNotCapturedTwice) {
   Receive("239.2.2.2", 6000, &rx);
   ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 200, 300);
   EXPECT_EQ(engine_->Snapshot().rules.size(), 1u);
+}
+
+TEST_P(EngineRelayTest, InputWithoutEthernetHeaderRelays) {
+  // tun (like WireGuard and other IP tunnels) hands the stack bare IP packets: a capture there
+  // starts at the IP header. Parsed as Ethernet, every datagram was counted as malformed.
+  rig_->Exec("rly", "ip tuntap add dev tun0 mode tun");
+  rig_->Exec("rly", "ip link set tun0 up");
+  int tun = -1;
+  std::unique_ptr<RawSender> builder;
+  {
+    NetnsScope in(*rig_, "rly");
+    tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    ASSERT_GE(tun, 0) << strerror(errno);
+    ifreq ifr{};
+    strncpy(ifr.ifr_name, "tun0", IFNAMSIZ - 1);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    ASSERT_EQ(ioctl(tun, TUNSETIFF, &ifr), 0) << strerror(errno);
+    builder = std::make_unique<RawSender>("lo");  // builds frames only
+  }
+  StartEngine({0, 1});  // two shards: steering reads the IP header on this interface too
+  Apply({Rule("t", "tun0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")}),
+         Rule("u", "tun0", "239.1.1.2", 5001, {Out("239.2.2.2", 6001, "out0")})});
+  std::unique_ptr<Receiver> a, b;
+  Receive("239.2.2.2", 6000, &a);
+  Receive("239.2.2.2", 6001, &b);
+  for (uint64_t i = 0; i < 200; ++i) {
+    for (const auto& [group, port] : {std::pair{"239.1.1.1", 5000}, std::pair{"239.1.1.2", 5001}}) {
+      const auto frame = builder->Frame("10.10.9.1", group, static_cast<uint16_t>(port),
+                                        MakePayload(i, port, 400));
+      ASSERT_EQ(write(tun, frame.data() + 14, frame.size() - 14),
+                static_cast<ssize_t>(frame.size() - 14));
+    }
+  }
+  close(tun);
+  auto ga = a->Collect(200), gb = b->Collect(200);
+  ASSERT_EQ(ga.size(), 200u);
+  ASSERT_EQ(gb.size(), 200u);
+  for (uint64_t i = 0; i < 200; ++i) {
+    EXPECT_EQ(ga[i].payload, MakePayload(i, 5000, 400)) << i;
+    EXPECT_EQ(gb[i].payload, MakePayload(i, 5001, 400)) << i;
+  }
+  EngineStats st = engine_->Snapshot();
+  uint64_t malformed = 0;
+  for (const auto& s : st.shards) {
+    EXPECT_EQ(s.steering_mismatch, 0u) << "shard " << s.index;
+    for (const auto& [reason, n] : s.drops) malformed += n;
+  }
+  EXPECT_EQ(malformed, 0u);
 }
 
 TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {

@@ -484,6 +484,67 @@ TEST(ParseFrameFuzzTest, EveryTruncationOfValidFrames) {
   }
 }
 
+// What an IP-only capture (tun, WireGuard) holds: the frame without its Ethernet header.
+std::vector<uint8_t> IpOnly(const FrameSpec& s) {
+  std::vector<uint8_t> f = BuildFrame(s);
+  return {f.begin() + 14, f.end()};
+}
+
+TEST(ParseIpPacketTest, SameFieldsAsTheEthernetFrame) {
+  FrameSpec spec;
+  spec.ihl = 7;
+  const std::vector<uint8_t> ip = IpOnly(spec);
+  ParsedPacket p;
+  ASSERT_EQ(ParseIpPacket(ip.data(), static_cast<uint32_t>(ip.size()), &p), ParseResult::kOk);
+  EXPECT_EQ(p.dst_addr, Addr("239.1.2.3"));
+  EXPECT_EQ(p.dst_port, 5000);
+  EXPECT_EQ(p.src_addr, Addr("10.0.0.1"));
+  EXPECT_EQ(p.vlan, kNoVlan);
+  EXPECT_EQ(p.payload, ip.data() + 28 + 8);
+  EXPECT_EQ(p.payload_len, 100u);
+}
+
+TEST(ParseIpPacketTest, MalformedShapesKeepTheirReasons) {
+  auto parse = [](const std::vector<uint8_t>& ip) {
+    ParsedPacket p;
+    return ParseResultName(ParseIpPacket(ip.data(), static_cast<uint32_t>(ip.size()), &p));
+  };
+  EXPECT_STREQ(parse({}), "truncated_ip");
+  FrameSpec v6;
+  v6.version = 6;
+  EXPECT_STREQ(parse(IpOnly(v6)), "not_ipv4");  // no EtherType here: the version nibble decides
+  FrameSpec v5;
+  v5.version = 5;
+  EXPECT_STREQ(parse(IpOnly(v5)), "bad_ip_version");
+  FrameSpec frag;
+  frag.frag = 0x2000;
+  EXPECT_STREQ(parse(IpOnly(frag)), "fragment");
+  FrameSpec tcp;
+  tcp.protocol = 6;
+  EXPECT_STREQ(parse(IpOnly(tcp)), "not_udp");
+  std::vector<uint8_t> cut = IpOnly(FrameSpec{});
+  cut.resize(30);
+  EXPECT_STREQ(parse(cut), "truncated_ip");
+}
+
+TEST(ParseIpPacketTest, EveryTruncationStaysInBounds) {
+  for (const FrameSpec& spec : ValidShapes()) {
+    if (!spec.tags.empty()) continue;  // tags have no place in an IP-only capture
+    const std::vector<uint8_t> ip = IpOnly(spec);
+    const uint32_t ip_end = static_cast<uint32_t>(ip.size() - spec.padding);
+    for (uint32_t len = 0; len <= ip.size(); ++len) {
+      auto copy = ExactCopy(ip.data(), len);
+      ParsedPacket p;
+      const ParseResult r = ParseIpPacket(copy.get(), len, &p);
+      if (r == ParseResult::kOk) {
+        EXPECT_GE(p.payload, copy.get());
+        EXPECT_LE(p.payload + p.payload_len, copy.get() + len);
+      }
+      EXPECT_EQ(r == ParseResult::kOk, len >= ip_end) << "len " << len;
+    }
+  }
+}
+
 TEST(ParseFrameFuzzTest, RandomCorruptionNeverReadsOutOfBounds) {
   std::mt19937 rng(12345);  // fixed seed: reproducible
   std::vector<FrameSpec> shapes = ValidShapes();
