@@ -200,12 +200,18 @@ class Engine::Impl {
 
   void Refresh() {
     std::lock_guard lock(mu_);
+    // Closes first, then opens: after a rename (b -> a, both named by rules) `a` may only
+    // open once `b` has let go of the interface.
+    std::vector<std::pair<const std::string*, Input*>> reopen;
     for (auto& [name, in] : inputs_) {
       const NetDev dev = LookupNetDev(name);
       if (dev.ifindex == in.ifindex) continue;  // same interface (up or down): socket recovers
-      // Deleted, or re-created with a new index: the old socket receives nothing any more.
+      // Deleted, renamed, or re-created with a new index: the old socket is not this name's.
       if (in.ifindex) CloseInput(in);
-      (void)OpenInput(name, in);  // a failure leaves it closed; the next event retries
+      reopen.emplace_back(&name, &in);
+    }
+    for (auto [name, in] : reopen) {
+      (void)OpenInput(*name, *in);  // a failure leaves it closed; the next event retries
     }
     std::vector<int> stale_fds;
     for (auto& [id, rule] : rules_) {

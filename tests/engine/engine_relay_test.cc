@@ -668,6 +668,29 @@ TEST_P(EngineRelayTest, InputWithoutEthernetHeaderRelays) {
   EXPECT_EQ(malformed, 0u);
 }
 
+TEST_P(EngineRelayTest, RenamedInputInterfaceServesTheRulesOfItsNewName) {
+  // Rules name in0 and im0 (not there yet); in0 is renamed im0. im0 sorts first, so a refresh
+  // that opened im0 before closing in0 found the interface still held under its old name.
+  StartEngine();
+  Apply({Rule("old", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")}),
+         Rule("new", "im0", "239.1.1.5", 5000, {Out("239.2.2.2", 6001, "out0")})});
+  rig_->Exec("rly", "ip link set in0 down");
+  rig_->Exec("rly", "ip link set in0 name im0");
+  rig_->Exec("rly", "ip link set im0 up");
+  rig_->Exec("snd", "ip link set veth0 up");
+  {
+    NetnsScope in(*rig_, "rly");
+    engine_->RefreshInterfaces();
+  }
+  EngineStats st = engine_->Snapshot();
+  EXPECT_FALSE(FindRule(st, "old")->input_up);
+  EXPECT_TRUE(FindRule(st, "new")->input_up);
+  std::unique_ptr<Receiver> rx;
+  Receive("239.2.2.2", 6001, &rx);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // veth carrier settles
+  ExpectRelayed(*rig_, *rx, "239.1.1.5", 5000, 1, 200, 300);
+}
+
 TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {
   StartEngine({0, 1});
   std::vector<RuleSpec> base;
