@@ -43,13 +43,7 @@ class ScopedFd {
 };
 
 absl::Status PinCallingThread(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (cpu >= CPU_SETSIZE) {
-    return absl::InvalidArgumentError(absl::StrFormat("--control-cpu: CPU %d does not exist", cpu));
-  }
-  CPU_SET(cpu, &set);
-  if (int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set); rc != 0) {
+  if (int rc = engine::PinCallingThreadToCpu(cpu); rc != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "--control-cpu: cannot run on CPU %d: %s (allowed: %s)", cpu, std::strerror(rc), [] {
           auto allowed = engine::AllowedCpus();

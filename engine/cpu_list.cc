@@ -1,5 +1,6 @@
 #include "engine/cpu_list.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -136,14 +137,27 @@ std::string FormatCpuList(const std::vector<int>& cpus) {
   return out;
 }
 
+namespace {
+struct FreeCpuSet {
+  void operator()(cpu_set_t* s) const { CPU_FREE(s); }
+};
+}  // namespace
+
+int PinCallingThreadToCpu(int cpu) {
+  if (cpu < 0 || cpu >= kMaxCpus) return EINVAL;
+  const size_t size = CPU_ALLOC_SIZE(kMaxCpus);
+  std::unique_ptr<cpu_set_t, FreeCpuSet> set(CPU_ALLOC(kMaxCpus));
+  if (set == nullptr) return ENOMEM;
+  CPU_ZERO_S(size, set.get());
+  CPU_SET_S(static_cast<size_t>(cpu), size, set.get());
+  return pthread_setaffinity_np(pthread_self(), size, set.get());
+}
+
 absl::StatusOr<std::vector<int>> AllowedCpus() {
   // A dynamically sized set: cpu_set_t holds only 1024 CPUs, and sched_getaffinity fails with
   // EINVAL when the set is smaller than the kernel's nr_cpu_ids.
   const size_t size = CPU_ALLOC_SIZE(kMaxCpus);
-  struct Free {
-    void operator()(cpu_set_t* s) const { CPU_FREE(s); }
-  };
-  std::unique_ptr<cpu_set_t, Free> set(CPU_ALLOC(kMaxCpus));
+  std::unique_ptr<cpu_set_t, FreeCpuSet> set(CPU_ALLOC(kMaxCpus));
   if (set == nullptr) return absl::ResourceExhaustedError("cannot allocate a CPU set");
   CPU_ZERO_S(size, set.get());
   // getpid(): the main thread's mask — what taskset and the cgroup gave the process — even when

@@ -28,4 +28,8 @@ std::string FormatCpuList(const std::vector<int>& cpus);
 /// and cgroup cpusets), sorted. Call it before any thread pins itself.
 absl::StatusOr<std::vector<int>> AllowedCpus();
 
+/// Pins the calling thread to `cpu` (0 <= cpu < kMaxCpus; a cpu_set_t would stop at 1024).
+/// Returns 0 or the error number.
+int PinCallingThreadToCpu(int cpu);
+
 }  // namespace mcr::engine

@@ -20,6 +20,7 @@
 #include <ctime>
 
 #include "absl/strings/str_format.h"
+#include "engine/cpu_list.h"
 #include "engine/internal/egress.h"
 #include "engine/internal/sched_slice.h"
 #include "engine/steering.h"
@@ -178,6 +179,20 @@ class Shard::Loop {
     sqe->buf_group = in.bufs->bgid();
     io_uring_sqe_set_data64(sqe, UserData(kOpRecv, in.id));
     in.rearm = false;
+  }
+
+  // The lowest buffer group id no open or closing input holds. (Input ids only grow: as group
+  // ids, which are 16-bit, they would collide after 65536 opens — interface re-creations.)
+  uint16_t FreeBufferGroup() const {
+    std::vector<bool> used(inputs_.size() + closing_.size() + 1);
+    auto mark = [&used](const Input& i) {
+      if (i.bufs && i.bufs->bgid() < used.size()) used[i.bufs->bgid()] = true;
+    };
+    for (const auto& i : inputs_) mark(i);
+    for (const auto& i : closing_) mark(i);
+    uint16_t id = 0;
+    while (used[id]) ++id;
+    return id;
   }
 
   // A full submission queue means submit and retry, not failure.
@@ -374,7 +389,7 @@ class Shard::Loop {
   absl::Status OpenRecvInput(ShardCommand& cmd) {
     Input in;
     in.id = next_input_id_++;
-    auto bufs = RecvBuffers::Register(&ring_, static_cast<uint16_t>(in.id));
+    auto bufs = RecvBuffers::Register(&ring_, FreeBufferGroup());
     if (!bufs.ok()) return bufs.status();
     // Frames wait in the socket's receive queue until a receive picks them up: size it like the
     // ring of ring mode, or bursts overflow the default (~200 KB, 23 jumbo frames).
@@ -472,10 +487,7 @@ absl::Status Shard::Start() {
 
 void Shard::Run() {
   pthread_setname_np(pthread_self(), absl::StrFormat("mcr-shard%d", config_.index).c_str());
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(config_.cpu, &set);
-  if (int err = pthread_setaffinity_np(pthread_self(), sizeof set, &set); err != 0) {
+  if (int err = PinCallingThreadToCpu(config_.cpu); err != 0) {
     start_status_ = absl::InvalidArgumentError(absl::StrFormat(
         "cannot pin shard %d to CPU %d: %s (is the CPU outside the allowed set? see taskset)",
         config_.index, config_.cpu, strerror(err)));

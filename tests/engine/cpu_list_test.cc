@@ -1,5 +1,6 @@
 #include "engine/cpu_list.h"
 
+#include <thread>
 #include <sched.h>
 
 #include <string>
@@ -119,6 +120,29 @@ TEST(AllowedCpusTest, MatchesAffinityOfThisProcess) {
   ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
   EXPECT_EQ(cpus->size(), static_cast<size_t>(CPU_COUNT(&set)));
   for (int cpu : *cpus) EXPECT_TRUE(CPU_ISSET(cpu, &set)) << cpu;
+}
+
+}  // namespace
+}  // namespace mcr::engine
+
+namespace mcr::engine {
+namespace {
+
+TEST(PinCallingThreadToCpuTest, PinsToAnAllowedCpuAndRefusesOthers) {
+  auto allowed = AllowedCpus();
+  ASSERT_TRUE(allowed.ok());
+  const int cpu = allowed->back();
+  int pinned = -1, on = -1, beyond_set = -1, out_of_range = -1;
+  std::thread([&] {  // a thread of its own: the test's own affinity stays as it was
+    pinned = PinCallingThreadToCpu(cpu);
+    on = sched_getcpu();
+    beyond_set = PinCallingThreadToCpu(5000);  // past cpu_set_t's 1024, and not on this host
+    out_of_range = PinCallingThreadToCpu(kMaxCpus);
+  }).join();
+  EXPECT_EQ(pinned, 0);
+  EXPECT_EQ(on, cpu);
+  EXPECT_EQ(beyond_set, EINVAL);  // the kernel's answer: no such CPU online, not a crash
+  EXPECT_EQ(out_of_range, EINVAL);
 }
 
 }  // namespace
