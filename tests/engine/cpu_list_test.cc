@@ -1,9 +1,10 @@
 #include "engine/cpu_list.h"
 
-#include <thread>
 #include <sched.h>
 
+#include <cerrno>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
