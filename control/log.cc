@@ -40,7 +40,28 @@ Logger::Logger(LogLevel level, int fd) : level_(level), fd_(fd) {
   journal_ = js != nullptr && *js != '\0';
 }
 
-void Logger::Write(LogLevel level, std::string_view message) {
+namespace {
+
+// One message, one line: control characters (a newline inside a client's rule name, say) are
+// written as \xNN, so no text from outside can start a line that looks like mcrd's own.
+std::string OneLine(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (const char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppendFormat(&out, "\\x%02x", u);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void Logger::Write(LogLevel level, std::string_view raw) {
+  const std::string message = OneLine(raw);
   std::string line;
   if (journal_) {
     // sd-daemon(3) priorities: 3 err, 4 warning, 6 info, 7 debug.
