@@ -237,11 +237,12 @@ void ControlServer::OnClientEvent(int fd, uint32_t events) {
   auto it = clients_.find(fd);
   if (it == clients_.end()) return;
   Client& c = *it->second;
-  if (events & EPOLLERR) {
-    Close(fd);
-    return;
-  }
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && !c.read_closed) {
+  // A peer that is gone — hang-up, an error (ECONNRESET when it closed with answers unread), or
+  // a failed send below — can read no answer, but what it sent before closing still counts: a
+  // script may send requests and close without reading. Its requests stay queued ahead of the
+  // error, so they are read and handled; only the answers are dropped.
+  if (events & (EPOLLHUP | EPOLLERR)) DropAnswers(c);
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c.read_closed) {
     // Read at most 256 KiB per wake-up so that one fast writer cannot starve the others; the
     // level-triggered loop comes back for the rest.
     char buf[65536];
@@ -252,20 +253,14 @@ void ControlServer::OnClientEvent(int fd, uint32_t events) {
         c.last_active = Clock::now();
         continue;
       }
-      if (n == 0) {
-        c.read_closed = true;
-      } else if (errno == EINTR) {
-        continue;
-      } else if (errno != EAGAIN) {
-        Close(fd);
-        return;
-      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) break;
+      // EOF, or an error once the queue is empty: nothing more will come.
+      c.read_closed = true;
+      if (n < 0) DropAnswers(c);
       break;
     }
   }
-  // A peer that closed (hang-up, or a failed send) can read no answer, but what it sent before
-  // closing still counts: a script may send requests and close without reading.
-  if (events & EPOLLHUP) DropAnswers(c);
   Process(c);
   if (!c.write_closed && !Flush(c)) {
     DropAnswers(c);

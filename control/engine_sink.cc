@@ -1,6 +1,10 @@
 #include "control/engine_sink.h"
 
+#include <algorithm>
 #include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_format.h"
 
 namespace mcr::control {
 
@@ -10,6 +14,28 @@ EngineSink::EngineSink(engine::EnginePtr engine, Logger& log)
 absl::Status EngineSink::Apply(const std::vector<engine::RuleSpec>& rules,
                                std::vector<std::string>* warnings) {
   if (auto s = engine_->ApplyRules(rules); !s.ok()) return s;
+  // An output of a new or changed rule whose interface exists but cannot send yet (down, no
+  // address) is accepted and waits: say so, once, to whoever made
+  // the change. (A missing interface has had its own warning from validation.)
+  absl::flat_hash_map<std::string, const engine::RuleSpec*> before;
+  for (const auto& r : rules_) before.emplace(r.id, &r);
+  const engine::EngineStats stats = engine_->Snapshot();
+  for (const auto& r : stats.rules) {
+    auto it = before.find(r.spec.id);
+    if (it != before.end() && *it->second == r.spec) continue;
+    for (const auto& o : r.outputs) {
+      if (o.active) continue;
+      const bool exists = std::any_of(stats.interfaces.begin(), stats.interfaces.end(),
+                                      [&o](const engine::InterfaceStats& i) {
+                                        return i.name == o.spec.interface && i.ifindex != 0;
+                                      });
+      if (!exists) continue;
+      warnings->push_back(absl::StrFormat(
+          "rule '%s': output %s is inactive: %s is down or has no IPv4 address; it opens when "
+          "that changes",
+          r.spec.id, o.name, o.spec.interface));
+    }
+  }
   rules_ = rules;
   // Joined after the engine captures, left after it stopped: no window in which the host is a
   // member of a group nobody relays (the reverse order would be harmless too, only wasteful).

@@ -40,32 +40,29 @@ absl::StatusOr<json> ParseBoundedJson(std::string_view text, bool allow_comments
     return absl::InvalidArgumentError(absl::StrFormat(
         "JSON text of %d bytes is larger than the limit of %d", text.size(), max_bytes));
   }
-  // The parser itself enforces the depth: a container deeper than the limit is discarded as it
+  // The parser itself enforces the depth: a container deeper than the limit ends the parse as it
   // opens, so no deep value is ever built (a separate byte scan would have to agree with the
   // parser on every lexical corner, such as a // comment ended by '\r', and once did not).
-  bool too_deep = false;
-  const json::parser_callback_t limit_depth = [&too_deep](int depth, json::parse_event_t event,
-                                                          json&) {
+  // The parse stops at the first container too deep (the callback throws): discarding it instead
+  // would still parse the rest, with the parser's stacks growing by a pointer per level.
+  struct TooDeep {};
+  const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t event, json&) {
     if ((event == json::parse_event_t::object_start ||
          event == json::parse_event_t::array_start) &&
         depth >= kMaxJsonDepth) {
-      too_deep = true;
-      return false;  // discard it and everything inside it
+      throw TooDeep{};
     }
     return true;
   };
   // nlohmann-json reports the position and reason only through its exception; it stops here.
-  json value;
   try {
-    value = json::parse(text, limit_depth, /*allow_exceptions=*/true, allow_comments);
+    return json::parse(text, limit_depth, /*allow_exceptions=*/true, allow_comments);
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("malformed JSON: ", e.what()));
-  }
-  if (too_deep) {
+  } catch (const TooDeep&) {
     return absl::InvalidArgumentError(
         absl::StrFormat("JSON nests deeper than %d levels", kMaxJsonDepth));
   }
-  return value;
 }
 
 const char* RequestTypeName(RequestType type) {

@@ -7,8 +7,8 @@
 // docs/REFERENCE.md ("Control protocol") lists the request types and their fields.
 //
 // Untrusted input is bounded: a line longer than kMaxMessageBytes is refused unread, and nesting
-// deeper than kMaxJsonDepth is refused by the parse itself (its callback discards deeper
-// containers as they open), because nlohmann-json 3.11.2 parses arbitrarily deep documents but
+// deeper than kMaxJsonDepth is refused by the parse itself (its callback stops the parse at the
+// first container that deep), because nlohmann-json 3.11.2 parses arbitrarily deep documents but
 // then overflows the stack in recursive code such as dump() (a ~200 KB message nested 100k deep
 // crashes it).
 // Pure code; any thread.

@@ -202,9 +202,17 @@ class Engine::Impl {
     std::lock_guard lock(mu_);
     // Closes first, then opens: after a rename (b -> a, both named by rules) `a` may only
     // open once `b` has let go of the interface.
+    // One lookup per interface name: many outputs share an interface, and rescans come up to
+    // ten times a second while routes churn.
+    std::map<std::string, NetDev> devs;
+    auto lookup = [&devs](const std::string& name) -> const NetDev& {
+      auto it = devs.find(name);
+      if (it == devs.end()) it = devs.emplace(name, LookupNetDev(name)).first;
+      return it->second;
+    };
     std::vector<std::pair<const std::string*, Input*>> reopen;
     for (auto& [name, in] : inputs_) {
-      const NetDev dev = LookupNetDev(name);
+      const NetDev& dev = lookup(name);
       if (dev.ifindex == in.ifindex) continue;  // same interface (up or down): socket recovers
       // Deleted, renamed, or re-created with a new index: the old socket is not this name's.
       if (in.ifindex) CloseInput(in);
@@ -213,10 +221,11 @@ class Engine::Impl {
     for (auto [name, in] : reopen) {
       (void)OpenInput(*name, *in);  // a failure leaves it closed; the next event retries
     }
+    bool changed = !reopen.empty();
     std::vector<int> stale_fds;
     for (auto& [id, rule] : rules_) {
       for (auto& out : rule->outputs) {
-        const NetDev dev = LookupNetDev(out->spec.interface);
+        const NetDev& dev = lookup(out->spec.interface);
         // An inactive output is retried on every event: it may have failed to open against this
         // very interface while it was down.
         if (out->fd >= 0 && dev.ifindex == out->dev.ifindex && dev.has_addr == out->dev.has_addr &&
@@ -225,8 +234,10 @@ class Engine::Impl {
         stale_fds.push_back(out->fd);  // still in the running tables: close after the swap
         out->fd = -1;
         (void)OpenOutput(*out);
+        changed |= stale_fds.back() >= 0 || out->fd >= 0;
       }
     }
+    if (!changed) return;  // an inactive output still not ready: the running tables stand
     PublishTables();
     for (int fd : stale_fds)
       if (fd >= 0) close(fd);
@@ -292,7 +303,7 @@ class Engine::Impl {
 
  private:
   // Opens an output's socket against the interface as it is now. An interface that is missing,
-  // has no address, is down or has no route to the destination yet leaves the output inactive
+  // has no address or is down leaves the output inactive
   // (fd -1; its datagrams count as no_interface) until a Refresh() opens it; any other failure
   // is an error.
   absl::Status OpenOutput(Output& out) {

@@ -190,8 +190,10 @@ std::vector<sock_filter> BuildSocketFilter() {
   // fields it can read reliably (pkt_type, EtherType, IP protocol) and leaves every judgement
   // about lengths, versions and fragments to ParseFrame. A frame too short to hold the protocol
   // byte would otherwise end the program with "drop" (a failed load returns 0), so lengths are
-  // checked first and such frames accepted. `len` counts from the MAC header here (packet sockets
-  // push it back before filtering) and an Ethernet header is 14 bytes.
+  // checked first and such frames accepted. `len` counts from the MAC header here (SOCK_RAW packet
+  // sockets push it back before filtering) and an Ethernet header is 14 bytes; on the SOCK_DGRAM
+  // sockets of interfaces without one it counts from the IP header, so IP packets of 10 to 23
+  // bytes are accepted unchecked — userspace counts them as truncated.
   constexpr uint32_t kAcceptWholeFrame = 0xffffffff;  // snap length: no truncation
   constexpr uint32_t kEth = ETH_HLEN;
   Assembler a;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -22,8 +23,9 @@
 namespace mcr::engine::internal {
 namespace {
 
-// The interface is not ready to send (down, gone, no address or no route yet): a state that
-// passes, not a mistake in the output.
+// The interface is not ready to send (down, gone, no address): a state that passes, not a
+// mistake in the output. (With the socket bound to its interface, a destination without a route
+// is taken as on-link, so ENETUNREACH means the interface is down.)
 bool InterfaceNotReady(int err) {
   return err == ENETUNREACH || err == ENETDOWN || err == ENODEV || err == EADDRNOTAVAIL ||
          err == EHOSTUNREACH;
@@ -129,24 +131,38 @@ void EgressBatcher::FlushSlot(Slot& s) noexcept {
     const Item& first = s.items[i];
     uint32_t j = i + 1;
     uint32_t total = first.len;
-    // An empty datagram never leads a run: to the kernel a segment size of 0 means "no GSO",
-    // and the run would leave as one empty datagram.
-    if (first.len != 0 && first.len <= out->max_gso_segment) {
+    // An empty datagram is never part of a run: to the kernel a segment size of 0 means "no
+    // GSO" (a run led by one leaves as one empty datagram), and one ending a run adds no
+    // segment (it vanishes).
+    const uint32_t max_segment = std::min<uint32_t>(out->max_gso_segment, s.route_segment_cap);
+    if (first.len != 0 && first.len <= max_segment) {
       while (j < n) {
         const Item& it = s.items[j];
-        if (copy_tos && it.tos != first.tos) break;
+        if (it.len == 0 || (copy_tos && it.tos != first.tos)) break;
         if (it.len > first.len || total + it.len > kMaxGsoBytes) break;
         total += it.len;
         ++j;
         if (it.len < first.len) break;  // a shorter datagram may only end a run
       }
     }
-    SendRun(out, &s.items[i], j - i, j - i > 1);
+    if (!SendRun(out, &s.items[i], j - i, j - i > 1)) {
+      // The route refused the run as one GSO send (its MTU is below the interface's, or the
+      // path cannot segment) and it went datagram by datagram. Runs for this output stay
+      // within the route's MTU from now on (until the next table swap), so that the failed
+      // attempt is not paid again on every run.
+      int mtu = 0;
+      socklen_t len = sizeof mtu;
+      s.route_segment_cap =
+          getsockopt(out->fd, IPPROTO_IP, IP_MTU, &mtu, &len) == 0 && mtu > 28 &&
+                  static_cast<uint32_t>(mtu - 28) < first.len
+              ? static_cast<uint32_t>(mtu - 28)
+              : 0;  // unknown, or the MTU is not why: no GSO for this output
+    }
     i = j;
   }
 }
 
-void EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t n,
+bool EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t n,
                             bool gso) noexcept {
   iovec iov[kMaxGsoSegments];
   uint64_t bytes = 0;
@@ -182,27 +198,31 @@ void EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t 
   msg.msg_controllen = clen;
   ++syscalls_;
   ssize_t sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
+  bool icmp_report = false;
   if (sent < 0 && errno == ECONNREFUSED) {
     // An ICMP port unreachable from a unicast destination, reported by whichever send comes
     // next and cleared by reporting it: this run was not sent, so send it again — once.
-    out->counters->errors[static_cast<size_t>(EgressError::kRefused)].Add(1);
+    icmp_report = true;
     ++syscalls_;
     sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
   }
   if (sent >= 0) {
+    // The report itself is counted once: the destination refused a datagram sent earlier.
+    if (icmp_report) out->counters->errors[static_cast<size_t>(EgressError::kRefused)].Add(1);
     out->counters->packets.Add(n);
     out->counters->bytes.Add(bytes);
-    return;
+    return true;
   }
   if (gso && (errno == EMSGSIZE || errno == EINVAL || errno == EIO)) {
     // The route refuses this GSO run although the interface's MTU allowed it: a route or path
     // MTU below the interface's, or a path (IPsec) that cannot segment. Datagram by datagram,
     // the kernel fragments what it must.
     for (uint32_t k = 0; k < n; ++k) SendRun(out, &items[k], 1, false);
-    return;
+    return false;
   }
   // Drop this run for this output only; never block the others.
   out->counters->errors[static_cast<size_t>(EgressErrorFromErrno(errno))].Add(n);
+  return true;
 }
 
 }  // namespace mcr::engine::internal

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,7 +24,7 @@ inline constexpr uint32_t kMaxGsoBytes = 65507;
 /// Opens the connected, non-blocking UDP socket of one output: bound to the interface (and its
 /// address, which becomes the source), TTL, DSCP, no multicast loop, IP_RECVERR so a full device
 /// queue is reported as ENOBUFS. Control thread. Returns the fd or an error naming the cause:
-/// FailedPrecondition when the interface is not ready (down, gone, no address or route yet),
+/// FailedPrecondition when the interface is not ready (down, gone, no address),
 /// Unavailable otherwise.
 absl::StatusOr<int> OpenOutputSocket(const OutputSpec& spec, int ifindex, in_addr if_addr,
                                      uint32_t sndbuf);
@@ -66,10 +67,15 @@ class EgressBatcher {
     const OutputEntry* out = nullptr;
     uint32_t count = 0;
     bool listed = false;  // in dirty_ until the next Flush
+    // Largest GSO segment the route took, learnt from a refused run (IP_MTU - 28); reset by
+    // Resize on the next table swap.
+    uint32_t route_segment_cap = UINT32_MAX;
     std::array<Item, kMaxGsoSegments> items;
   };
   void FlushSlot(Slot& s) noexcept;
-  void SendRun(const OutputEntry* out, const Item* items, uint32_t n, bool gso) noexcept;
+  /// Sends one run. Returns false when the kernel refused it as a GSO send and it went out
+  /// datagram by datagram instead (the route's MTU is below the segment size).
+  bool SendRun(const OutputEntry* out, const Item* items, uint32_t n, bool gso) noexcept;
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> dirty_;

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "temp_dir.h"
@@ -292,6 +293,26 @@ TEST_F(ControlServerTest, RequestsSentJustBeforeCloseAreAllHandled) {
   EXPECT_EQ(other.Call(Ping(1))["ok"], true);
 }
 
+TEST_F(ControlServerTest, RequestsSentBeforeCloseAreHandledEvenWithAnswersUnread) {
+  // Closing with answers unread resets the connection: the server sees an error (ECONNRESET,
+  // EPOLLERR) while the requests are still queued ahead of it. They must be handled all the same.
+  StartServer();
+  {
+    TestClient c(options_.path);
+    std::string batch;
+    for (int i = 0; i < 10; ++i)
+      batch += json{{"version", 1}, {"id", i}, {"type", "stats"}}.dump() + "\n";
+    for (int i = 10; i < 110; ++i) batch += Ping(i).dump() + "\n";
+    c.Send(batch);
+    ASSERT_TRUE(c.ReadLine().has_value());  // answers are coming; leave the rest unread
+  }
+  for (int i = 0; i < 500 && handled_ < 110; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(handled_, 110);
+  TestClient other(options_.path);
+  EXPECT_EQ(other.Call(Ping(1))["ok"], true);
+}
+
 TEST_F(ControlServerTest, TruncatedAtEofGetsAnError) {
   StartServer();
   TestClient c(options_.path);
@@ -325,6 +346,12 @@ TEST_F(ControlServerTest, OutOfDescriptorsTheWaitingClientIsToldAndServingGoesOn
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
   std::vector<int> filler;
+  // Every way out of this test, a failed assertion included, gives the descriptors back.
+  absl::Cleanup restore = [&] {
+    for (int fd : filler) ::close(fd);
+    filler.clear();
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+  };
   rlimit low = saved;
   low.rlim_cur = 256;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
@@ -339,8 +366,7 @@ TEST_F(ControlServerTest, OutOfDescriptorsTheWaitingClientIsToldAndServingGoesOn
     EXPECT_TRUE(starved.connected());
     line = starved.ReadLine();  // the old server spun on accept() and never answered
   }
-  for (int fd : filler) ::close(fd);
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  std::move(restore).Invoke();
   ASSERT_TRUE(line.has_value());
   EXPECT_THAT(*line, HasSubstr("cannot accept control clients"));
   // Descriptors free again: served as before.

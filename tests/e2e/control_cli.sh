@@ -181,5 +181,22 @@ ctl remove --name cam2 >/dev/null
 [ "$(ctl --json list | jq -r '[.rules[].id] | join(",")')" = "uni,pending" ] || rig_fail "after remove"
 jq -e '[.rules[].id] == ["uni","pending"]' "$STATE" >/dev/null || rig_fail "state file after remove"
 
+# An output whose interface is down is accepted, with a warning, and opens when it comes up.
+rig_exec rly ip link add dn0 type veth peer name dn1
+rig_exec rly ip addr add 10.10.9.1/24 dev dn0
+ctl add --name downout --input-interface in0 --input-group 239.1.1.30 --input-port 5000 \
+  --outputs 239.2.2.30:6000:dn0 >/dev/null 2>"$RIG_TMP/warn" || rig_fail "output on a down interface refused"
+grep -q "output 239.2.2.30:6000@dn0 is inactive" "$RIG_TMP/warn" || rig_fail "no inactive warning: $(cat "$RIG_TMP/warn")"
+[ "$(ctl --json list | jq -r '.rules[] | select(.id == "downout") | .outputs[0].active')" = false ] ||
+  rig_fail "output on a down interface reported active"
+rig_exec rly ip link set dn0 up
+rig_exec rly ip link set dn1 up
+for _ in $(seq 50); do
+  [ "$(ctl --json list | jq -r '.rules[] | select(.id == "downout") | .outputs[0].active')" = true ] && break
+  sleep 0.1
+done
+[ "$(ctl --json list | jq -r '.rules[] | select(.id == "downout") | .outputs[0].active')" = true ] ||
+  rig_fail "output did not open when its interface came up"
+
 kill -0 "$MCRD" || rig_fail "mcrd died"
 echo "PASS control_cli"

@@ -135,8 +135,12 @@ TEST(EgressBatcherTest, EmptyDatagramsAreSentOneByOne) {
   const OutputEntry* o = table.AddOutput(e);
   EgressBatcher batcher;
   batcher.Resize(1);
+  // Empty ones leading, inside and ending what would otherwise be runs.
   std::vector<std::vector<uint8_t>> payloads(5);  // empty
   for (uint32_t i = 0; i < 5; ++i) payloads.push_back(Payload(i, 100));
+  payloads.emplace_back();
+  for (uint32_t i = 5; i < 7; ++i) payloads.push_back(Payload(i, 100));
+  payloads.emplace_back();
   for (auto& p : payloads) batcher.Add(o, p.data(), static_cast<uint32_t>(p.size()), 0);
   batcher.Flush();
   auto got = a.Drain();

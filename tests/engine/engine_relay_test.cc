@@ -691,6 +691,16 @@ TEST_P(EngineRelayTest, RenamedInputInterfaceServesTheRulesOfItsNewName) {
   ExpectRelayed(*rig_, *rx, "239.1.1.5", 5000, 1, 200, 300);
 }
 
+TEST_P(EngineRelayTest, UnicastOutputWithoutARouteIsOnLink) {
+  // No route to 10.20.0.0/16 at all: an output socket bound to its interface still opens (the
+  // kernel takes a destination it has no route for as on the link of the bound device), so
+  // "no route" never leaves an output waiting — only a down, missing or address-less interface
+  // does, and those come with link and address events.
+  StartEngine();
+  Apply({Rule("u", "in0", "239.1.1.1", 5000, {Out("10.20.0.5", 7000, "out0")})});
+  EXPECT_TRUE(FindRule(engine_->Snapshot(), "u")->outputs[0].active);
+}
+
 TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {
   StartEngine({0, 1});
   std::vector<RuleSpec> base;
