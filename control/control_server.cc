@@ -125,7 +125,12 @@ ControlServer::ControlServer(ServerOptions options, Logger& log, int listen_fd, 
       listen_fd_(listen_fd),
       dev_(dev),
       ino_(ino),
-      reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
+      reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      // Built now, not when descriptors have run out: then nothing that might need one
+      // (UBSan's type checks open a pipe, for one) runs on the way to the refused client.
+      fd_refusal_line_(SerializeLine(ErrorResponse(
+          nullptr, absl::ResourceExhaustedError("mcrd cannot accept control clients: it is out "
+                                                "of file descriptors")))) {}
 
 ControlServer::~ControlServer() {
   std::vector<int> fds;
@@ -152,9 +157,7 @@ bool ControlServer::RefuseForLackOfDescriptors(int err) {
   }
   int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd >= 0) {
-    const std::string line = SerializeLine(ErrorResponse(
-        nullptr, absl::ResourceExhaustedError(absl::StrFormat(
-                     "mcrd cannot accept control clients: %s", std::strerror(err)))));
+    const std::string& line = fd_refusal_line_;
     ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;
     ::close(fd);

@@ -94,6 +94,7 @@ class ControlServer {
   dev_t dev_;  // identity of the socket file we bound, so we never unlink a successor's
   ino_t ino_;
   int reserve_fd_;  // /dev/null, given up to accept (and refuse) a client when out of fds
+  std::string fd_refusal_line_;  // what such a client is told
   std::chrono::steady_clock::time_point last_fd_warning_{};
   bool accept_paused_ = false;  // out of descriptors, even the reserve: resumed by Sweep()
   EventLoop* loop_ = nullptr;

@@ -595,7 +595,8 @@ TEST_P(EngineRelayTest, RouteMtuBelowTheInterfaceMtuStillRelaysEveryDatagram) {
   // where single datagrams are fragmented and arrive.
   rig_->Exec("rly", "ip route add 239.2.2.2/32 dev out0 mtu 1000");
   ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 2, 300, 1200);
-  const RuleStats* r = FindRule(engine_->Snapshot(), "r");
+  const EngineStats st = engine_->Snapshot();
+  const RuleStats* r = FindRule(st, "r");
   uint64_t errors = 0;
   for (uint64_t e : r->outputs[0].errors) errors += e;
   EXPECT_EQ(errors, 0u);
