@@ -19,6 +19,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The descriptor held in reserve for refusing clients when the process has none left.
+int OpenReserve() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
 absl::Status Errno(std::string_view what, std::string_view path, int err) {
   return absl::InternalError(absl::StrFormat("%s %s: %s", what, path, std::strerror(err)));
 }
@@ -125,7 +128,7 @@ ControlServer::ControlServer(ServerOptions options, Logger& log, int listen_fd, 
       listen_fd_(listen_fd),
       dev_(dev),
       ino_(ino),
-      reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      reserve_fd_(OpenReserve()),
       // Built now, not when descriptors have run out: then nothing that might need one
       // (UBSan's type checks open a pipe, for one) runs on the way to the refused client.
       fd_refusal_line_(SerializeLine(ErrorResponse(
@@ -162,7 +165,7 @@ bool ControlServer::RefuseForLackOfDescriptors(int err) {
     (void)n;
     ::close(fd);
   }
-  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  reserve_fd_ = OpenReserve();
   // accept() reports EMFILE before it looks for a connection: only a connection taken here
   // says another may be waiting.
   return fd >= 0;
@@ -192,7 +195,7 @@ void ControlServer::OnAccept() {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE) {
-        if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (reserve_fd_ < 0) reserve_fd_ = OpenReserve();
         if (reserve_fd_ >= 0) {
           if (RefuseForLackOfDescriptors(errno)) continue;
           return;
