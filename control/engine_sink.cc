@@ -15,8 +15,8 @@ absl::Status EngineSink::Apply(const std::vector<engine::RuleSpec>& rules,
                                std::vector<std::string>* warnings) {
   if (auto s = engine_->ApplyRules(rules); !s.ok()) return s;
   // An output of a new or changed rule whose interface exists but cannot send yet (down, no
-  // address) is accepted and waits: say so, once, to whoever made
-  // the change. (A missing interface has had its own warning from validation.)
+  // address) is accepted and waits: say so, once, to whoever made the change. (A missing
+  // interface has had its own warning from validation.)
   absl::flat_hash_map<std::string, const engine::RuleSpec*> before;
   for (const auto& r : rules_) before.emplace(r.id, &r);
   const engine::EngineStats stats = engine_->Snapshot();

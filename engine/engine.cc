@@ -202,8 +202,8 @@ class Engine::Impl {
     std::lock_guard lock(mu_);
     // Closes first, then opens: after a rename (b -> a, both named by rules) `a` may only
     // open once `b` has let go of the interface.
-    // One lookup per interface name: many outputs share an interface, and rescans come up to
-    // ten times a second while routes churn.
+    // One lookup per interface name: many outputs share an interface, and during a link storm
+    // rescans come up to ten times a second.
     std::map<std::string, NetDev> devs;
     auto lookup = [&devs](const std::string& name) -> const NetDev& {
       auto it = devs.find(name);
