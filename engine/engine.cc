@@ -40,6 +40,25 @@ std::string OutputName(const OutputSpec& o) {
   return absl::StrFormat("%s:%u@%s", buf, o.dst_port, o.interface);
 }
 
+bool SameInput(const RuleSpec& a, const RuleSpec& b) {
+  return a.input_interface == b.input_interface && a.input_group == b.input_group &&
+         a.input_port == b.input_port && a.input_source == b.input_source;
+}
+
+// An output's identity, as the control plane keys it and metrics name it (OutputName).
+bool SameDestination(const OutputSpec& a, const OutputSpec& b) {
+  return a.dst_addr == b.dst_addr && a.dst_port == b.dst_port && a.interface == b.interface;
+}
+
+// Whether OpenOutputSocket would configure a socket for `b` exactly as for `a` (same
+// destination assumed): TTL 0 on a multicast output means 1.
+bool SameSocketOptions(const OutputSpec& a, const OutputSpec& b) {
+  auto ttl = [](const OutputSpec& o) -> int {
+    return o.ttl == 0 && IsMulticast(o.dst_addr) ? 1 : o.ttl;
+  };
+  return ttl(a) == ttl(b) && a.dscp == b.dscp;
+}
+
 // Largest UDP payload that may be one GSO segment on an interface: one IP datagram, no options.
 uint16_t MaxGsoSegment(int mtu) { return static_cast<uint16_t>(std::max(mtu - 28, 0)); }
 
@@ -73,7 +92,8 @@ class Engine::Impl {
     int fd = -1;
     NetDev dev;  // what the socket was opened against
     int route_mtu = 0;  // IP_MTU of the connected socket when opened (0: unknown)
-    std::unique_ptr<OutputCounters> counters = std::make_unique<OutputCounters>();
+    // Shared with the Output this one replaced when a rule edit kept the destination (see Apply).
+    std::shared_ptr<OutputCounters> counters = std::make_shared<OutputCounters>();
     ~Output() {
       if (fd >= 0) close(fd);
     }
@@ -81,8 +101,10 @@ class Engine::Impl {
   struct Rule {
     RuleSpec spec;
     int shard = 0;
-    std::unique_ptr<RuleCounters> counters = std::make_unique<RuleCounters>();
-    std::vector<std::unique_ptr<Output>> outputs;
+    // Shared with the Rule this one replaced when a rule edit kept the input (see Apply).
+    std::shared_ptr<RuleCounters> counters = std::make_shared<RuleCounters>();
+    // Shared with the replaced Rule while Apply runs, for outputs an edit left as they were.
+    std::vector<std::shared_ptr<Output>> outputs;
   };
   struct Input {
     int ifindex = 0;  // of the open capture sockets; 0: not open
@@ -145,20 +167,42 @@ class Engine::Impl {
 
   absl::Status Apply(const std::vector<RuleSpec>& specs) {
     std::lock_guard lock(mu_);
-    // 1. New registry: unchanged rules move over with their sockets and counters.
+    // 1. New registry: unchanged rules move over with their sockets and counters. An edited rule
+    //    whose input stayed the same keeps its counters, and each output it still names (same
+    //    group, port and interface) keeps its counters and, if its socket would be configured
+    //    the same, the socket itself: adding an output to a live stream resets nothing. The old
+    //    rule is not touched until step 3, so a failure leaves the registry as it was.
     std::map<std::string, std::unique_ptr<Rule>> next;
     for (const RuleSpec& spec : specs) {
       auto it = rules_.find(spec.id);
-      if (it != rules_.end() && it->second->spec == spec) {
-        next[spec.id] = nullptr;  // placeholder: moved in step 4, once nothing can fail
+      const Rule* old = it != rules_.end() ? it->second.get() : nullptr;
+      if (old != nullptr && old->spec == spec) {
+        next[spec.id] = nullptr;  // placeholder: moved in step 3, once nothing can fail
         continue;
       }
       auto rule = std::make_unique<Rule>();
       rule->spec = spec;
       rule->shard = ShardFor(spec.input_group, spec.input_port);
+      // Same input: same shard, so the counters keep their single writer.
+      const bool same_input = old != nullptr && SameInput(old->spec, spec);
+      if (same_input) rule->counters = old->counters;
+      std::vector<bool> taken(same_input ? old->outputs.size() : 0);
       for (const OutputSpec& o : spec.outputs) {
-        auto out = std::make_unique<Output>();
+        std::shared_ptr<Output> prev;
+        for (size_t j = 0; j < taken.size() && prev == nullptr; ++j) {
+          if (!taken[j] && SameDestination(old->outputs[j]->spec, o)) {
+            taken[j] = true;
+            prev = old->outputs[j];
+          }
+        }
+        // An inactive output is opened afresh: an edit is also a retry.
+        if (prev != nullptr && prev->fd >= 0 && SameSocketOptions(prev->spec, o)) {
+          rule->outputs.push_back(std::move(prev));  // its spec is updated in step 3
+          continue;
+        }
+        auto out = std::make_shared<Output>();
         out->spec = o;
+        if (prev != nullptr) out->counters = prev->counters;
         if (absl::Status st = OpenOutput(*out); !st.ok()) return st;  // `next` frees the rest
         rule->outputs.push_back(std::move(out));
       }
@@ -182,7 +226,13 @@ class Engine::Impl {
     }
     // 3. Nothing can fail from here on: commit.
     for (auto& [id, rule] : next) {
-      if (rule == nullptr) rule = std::move(rules_[id]);
+      if (rule == nullptr) {
+        rule = std::move(rules_[id]);
+        continue;
+      }
+      // Kept sockets take the edit's spec (an explicit TTL 1 where the default was, say).
+      for (size_t i = 0; i < rule->outputs.size(); ++i)
+        rule->outputs[i]->spec = rule->spec.outputs[i];
     }
     rules_.swap(next);  // `next` now holds removed and replaced rules: freed after the swap
     PublishTables();

@@ -133,8 +133,10 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   /// Replaces the running rule set with `rules` (already validated, ids unique). Rules whose spec
-  /// is unchanged keep their sockets and counters and lose no packet. Returns once every shard
-  /// has adopted the new set. On error nothing changed. Control thread only.
+  /// is unchanged keep their sockets and counters and lose no packet. An edited rule keeps its
+  /// counters if its input is unchanged, and so does each output it still names (same
+  /// destination and interface), with its socket if TTL and DSCP come out the same. Returns
+  /// once every shard has adopted the new set. On error nothing changed. Control thread only.
   absl::Status ApplyRules(const std::vector<RuleSpec>& rules);
 
   /// Re-resolves interface names after a link or address change (rtnetlink event): rebuilds

@@ -81,4 +81,35 @@ IDS=$(ctl --json list | jq -r '[.rules[] | select(.id | startswith("churn") | no
 [ "$IDS" = "239.1.1.1,239.1.1.3,239.1.1.9,239.1.1.4" ] || rig_fail "unexpected rules after reload: $IDS"
 [ "$(ctl --json list | jq '[.rules[] | select(.id == "edited")][0].outputs[0].port')" = 6001 ] \
   || rig_fail "edited rule not changed"
+echo "ok: changes elsewhere leave a flowing stream alone"
+
+# 3. Editing the flowing rule itself — a monitoring output added ahead of its output — loses
+#    nothing of the stream and restarts no counter: the rule and its output keep counting.
+stat() { ctl --json stats | jq "[.rules[] | select(.id == \"flow\")][0] | $1"; }
+OUT_PACKETS='[.outputs[] | select(.output | startswith("239.2.2.1:6000"))][0].packets'
+RULE_BEFORE=$(stat .packets)
+OUT_BEFORE=$(stat "$OUT_PACKETS")
+recv live 239.2.2.1 6000 "$N"
+rig_bg snd send2 "$MCR_BIN/mcrgen" send --group 239.1.1.1 --port 5000 --interface veth0 --count "$N" --rate "$RATE"
+SENDER=$RIG_LAST_PID
+sleep 1
+printf '{"version": 1, "rules": [%s, %s, %s]}\n' '{"name": "flow",
+    "input": {"interface": "in0", "group": "239.1.1.1", "port": 5000},
+    "outputs": [{"group": "239.2.2.5", "port": 6000, "interface": "out0"},
+                {"group": "239.2.2.1", "port": 6000, "interface": "out0", "ttl": 1}]}' \
+  "$(rule edited 239.1.1.3 239.2.2.3 6001)" "$(rule new 239.1.1.4 239.2.2.4 6000)" >"$CONF"
+ctl reload | grep -q "0 added, 0 removed, 1 changed" || rig_fail "the edit of the flowing rule did not apply"
+wait "$SENDER" || rig_fail "sender failed"
+finish live
+R=$(report live)
+echo "live edit: $(jq -c '{unique, lost, duplicated, reordered, corrupted}' <<<"$R")"
+[ "$(jq '.unique' <<<"$R")" = "$N" ] && [ "$(jq '.lost + .duplicated + .reordered + .corrupted' <<<"$R")" = 0 ] \
+  || rig_fail "editing the flowing rule disturbed its stream"
+for _ in $(seq 30); do [ "$(stat "$OUT_PACKETS")" = $((OUT_BEFORE + N)) ] && break; sleep 0.1; done
+[ "$(stat .packets)" = $((RULE_BEFORE + N)) ] \
+  || rig_fail "rule counter after the edit: $(stat .packets), expected $((RULE_BEFORE + N))"
+[ "$(stat "$OUT_PACKETS")" = $((OUT_BEFORE + N)) ] \
+  || rig_fail "output counter after the edit: $(stat "$OUT_PACKETS"), expected $((OUT_BEFORE + N))"
+[ "$(stat '.outputs | length')" = 2 ] || rig_fail "the monitoring output is missing"
+echo "ok: editing a flowing rule keeps its stream and its counters"
 echo "PASS control_reload"

@@ -747,6 +747,63 @@ TEST_P(EngineRelayTest, RuleChurnLosesNoPacketOfUntouchedFlows) {
   }
 }
 
+// Operators add a monitoring output to a live stream, or change a TTL: what the rule still
+// relays keeps counting. Only a changed input starts the rule's counters again.
+TEST_P(EngineRelayTest, EditingARuleKeepsTheCountersOfWhatItStillRelays) {
+  StartEngine();
+  std::unique_ptr<Receiver> a, b;
+  Receive("239.2.2.2", 6000, &a);
+  Receive("239.2.2.3", 6001, &b);
+  uint64_t seq = 0;
+  auto send = [&](uint16_t port, int n) {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth0");
+    for (int i = 0; i < n; ++i, ++seq) tx.Send("239.1.1.1", port, MakePayload(seq, 1, 200));
+  };
+  auto counts = [&](uint64_t rule, uint64_t out_a, uint64_t out_b) {
+    EngineStats st = WaitStats(*engine_, [&](const EngineStats& s) {
+      const RuleStats* r = FindRule(s, "r1");
+      return r && r->packets >= rule && r->outputs.back().packets >= out_a;
+    });
+    const RuleStats* r = FindRule(st, "r1");
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->packets, rule);
+    EXPECT_EQ(r->bytes, rule * 200);
+    EXPECT_EQ(r->outputs.back().name, "239.2.2.2:6000@out0");
+    EXPECT_EQ(r->outputs.back().packets, out_a);
+    EXPECT_EQ(r->outputs.back().bytes, out_a * 200);
+    if (r->outputs.size() == 2) {
+      EXPECT_EQ(r->outputs[0].packets, out_b);
+    }
+  };
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  send(5000, 100);
+  counts(100, 100, 0);
+  // A new output ahead of the old one, which now states the multicast default TTL explicitly.
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000,
+              {Out("239.2.2.3", 6001, "out0"), Out("239.2.2.2", 6000, "out0", 1)})});
+  send(5000, 50);
+  counts(150, 150, 50);
+  EXPECT_EQ(FindRule(engine_->Snapshot(), "r1")->outputs.back().spec.ttl, 1);
+  // A new TTL needs a new socket; the output's counters carry over to it.
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000,
+              {Out("239.2.2.3", 6001, "out0"), Out("239.2.2.2", 6000, "out0", 5)})});
+  send(5000, 50);
+  counts(200, 200, 100);
+  auto got_a = a->Collect(200), got_b = b->Collect(100);
+  ASSERT_EQ(got_a.size(), 200u);
+  ASSERT_EQ(got_b.size(), 100u);
+  for (uint64_t i = 0; i < 200; ++i) {
+    ASSERT_EQ(got_a[i].payload, MakePayload(i, 1, 200)) << "datagram " << i;
+    EXPECT_EQ(got_a[i].ttl, i < 150 ? 1 : 5) << "datagram " << i;
+  }
+  for (uint64_t i = 0; i < 100; ++i) ASSERT_EQ(got_b[i].payload, MakePayload(100 + i, 1, 200));
+  // Another input port is another stream: the rule's and its outputs' counters start again.
+  Apply({Rule("r1", "in0", "239.1.1.1", 5001, {Out("239.2.2.2", 6000, "out0", 5)})});
+  send(5001, 30);
+  counts(30, 30, 0);
+}
+
 TEST_P(EngineRelayTest, UnicastInputToMulticastAndUnicastOutputWithSystemTtl) {
   StartEngine();
   // Input: the relay's own address on in0 (a unicast stream sent to this host).
