@@ -11,7 +11,7 @@ packages=(
   liburing-dev libnuma-dev libabsl-dev prometheus-cpp-dev libbenchmark-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libmnl-dev
   # end-to-end tests, demo and benchmarks: real peers
-  iproute2 ethtool socat smcroute iperf tcpdump prometheus nftables util-linux procps
+  iproute2 ethtool socat smcroute iperf tcpdump prometheus util-linux procps
   curl jq python3 gnuplot-nox systemd
 )
 
@@ -41,8 +41,9 @@ $SUDO apt-get update -qq
 # --no-install-recommends keeps the prometheus package from dragging in a web UI stack we never use.
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The prometheus package starts a system service on port 9090 on install; tests run their own
-# instance on a port of their choosing, so stop the packaged one where systemd runs it.
-if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
-  $SUDO systemctl stop prometheus || true
+# instance on a port of their choosing, so stop the packaged one where systemd runs it, and keep
+# it from coming back at the next boot.
+if command -v systemctl >/dev/null && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 echo "install-deps: done"

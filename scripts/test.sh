@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command: installs what is missing, builds, runs every ctest test; then
 # the same tests again in an AddressSanitizer+UndefinedBehaviorSanitizer build and in a
-# ThreadSanitizer build (CONVENTIONS.md: sanitizer builds run in CI).
+# ThreadSanitizer build (CONTRIBUTING.md: sanitizer builds run in CI).
 #   scripts/test.sh                        Release build in build/, then build-asan/, build-tsan/
 #   MCR_SANITIZERS= scripts/test.sh        the Release pass only
 #   MCR_SANITIZERS=asan scripts/test.sh    Release, then ASan+UBSan only

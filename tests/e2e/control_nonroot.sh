@@ -13,13 +13,16 @@ id daemon >/dev/null 2>&1 || rig_skip "no 'daemon' user to play an outsider"
 if [ "$(sysctl -n kernel.io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
   rig_skip "kernel.io_uring_disabled refuses io_uring to unprivileged processes"
 fi
-# The binaries must be reachable by nobody (a build tree under /root is not).
-if ! setpriv --reuid nobody --regid nogroup --clear-groups test -x "$MCR_BIN/mcrd"; then
-  rig_skip "nobody cannot execute $MCR_BIN/mcrd"
-fi
 rig_topology
 
+# The binaries must be reachable by nobody, and a build tree under /root is not (a CI checkout may
+# well be there): run copies from the rig's own directory.
 chmod 711 "$RIG_TMP"
+install -d -m 755 "$RIG_TMP/bin"
+install -m 755 "$MCR_BIN/mcrd" "$MCR_BIN/mcrctl" "$MCR_BIN/mcrgen" "$RIG_TMP/bin/"
+MCR_BIN=$RIG_TMP/bin
+setpriv --reuid nobody --regid nogroup --clear-groups test -x "$MCR_BIN/mcrd" \
+  || rig_fail "nobody cannot execute $MCR_BIN/mcrd"
 RUN=$RIG_TMP/run
 install -d -o nobody -g nogroup -m 750 "$RUN" "$RIG_TMP/state"
 SOCK=$RUN/mcrd.sock
