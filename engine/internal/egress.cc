@@ -65,6 +65,12 @@ absl::StatusOr<int> OpenOutputSocket(const OutputSpec& spec, int ifindex, in_add
     return fail("SO_BINDTODEVICE");
   // Without IP_RECVERR a full device queue is silent: the send "succeeds" (DESIGN.md).
   if (setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof one) != 0) return fail("IP_RECVERR");
+  // DF clear on every datagram. By default (IP_PMTUDISC_WANT) the kernel sets DF on a datagram
+  // sent alone but not on the segments of a GSO run (it decides on the whole run's length), so
+  // the bit would depend on batching. Oversized datagrams are fragmented, as they always were.
+  int pmtu = IP_PMTUDISC_DONT;
+  if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0)
+    return fail("IP_MTU_DISCOVER");
   if (IsMulticast(spec.dst_addr)) {
     ip_mreqn mreq{};
     mreq.imr_ifindex = ifindex;
