@@ -286,7 +286,9 @@ absl::StatusOr<ChangeSummary> Controller::Reload() {
   return summary;
 }
 
-void Controller::OnInterfacesChanged() { sink_.RefreshInterfaces(); }
+void Controller::OnInterfacesChanged(const std::vector<int>& deleted) {
+  sink_.RefreshInterfaces(deleted);
+}
 
 void Controller::Tick(std::chrono::steady_clock::time_point now) {
   rates_.Sample(sink_.Snapshot(), now);

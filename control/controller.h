@@ -66,8 +66,10 @@ class Controller {
   /// added through the control socket are left alone. All or nothing.
   absl::StatusOr<ChangeSummary> Reload();
 
-  /// After a link or address change: lets the data plane re-resolve interfaces.
-  void OnInterfacesChanged();
+  /// After a link or address change: lets the data plane re-resolve interfaces. `deleted`: indexes
+  /// of links deleted meanwhile (LinkWatcher::TakeDeleted), rebuilt even if re-created under the
+  /// same index.
+  void OnInterfacesChanged(const std::vector<int>& deleted = {});
 
   /// Samples counters for the rates `stats` reports; call about once a second.
   void Tick(std::chrono::steady_clock::time_point now);

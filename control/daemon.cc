@@ -196,7 +196,7 @@ int RunDaemon(const DaemonOptions& options) {
   const auto rescan = [&] {
     last_rescan = std::chrono::steady_clock::now();
     log.Debug("link or address change: refreshing interfaces");
-    controller.OnInterfacesChanged();
+    controller.OnInterfacesChanged(links->TakeDeleted());
   };
   if (auto watcher = LinkWatcher::Open(); watcher.ok()) {
     links = *std::move(watcher);

@@ -45,9 +45,9 @@ absl::Status EngineSink::Apply(const std::vector<engine::RuleSpec>& rules,
   return absl::OkStatus();
 }
 
-void EngineSink::RefreshInterfaces() {
-  engine_->RefreshInterfaces();
-  if (auto s = memberships_.Sync(rules_); !s.ok()) log_.Warning("%s", s.message());
+void EngineSink::RefreshInterfaces(const std::vector<int>& deleted) {
+  engine_->RefreshInterfaces(deleted);
+  if (auto s = memberships_.Sync(rules_, deleted); !s.ok()) log_.Warning("%s", s.message());
 }
 
 engine::EngineStats EngineSink::Snapshot() const { return engine_->Snapshot(); }

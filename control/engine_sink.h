@@ -25,7 +25,7 @@ class EngineSink final : public RuleSink {
   absl::Status Apply(const std::vector<engine::RuleSpec>& rules,
                      std::vector<std::string>* warnings) override;
   /// Rebuilds the engine's interface-bound sockets and rejoins groups on re-created interfaces.
-  void RefreshInterfaces() override;
+  void RefreshInterfaces(const std::vector<int>& deleted) override;
   engine::EngineStats Snapshot() const override;
   std::vector<MembershipInfo> Memberships() const override;
 

@@ -20,12 +20,23 @@ constexpr int kReceiveBuffer = 4 << 20;
 // list), so this never truncates; a truncated one would still be reported as a change.
 constexpr size_t kRecvSize = 32 * 1024;
 
+struct DrainState {
+  bool changed = false;
+  std::vector<int>* deleted;
+};
+
 int OnMessage(const nlmsghdr* nlh, void* data) {
-  bool& changed = *static_cast<bool*>(data);
+  DrainState& state = *static_cast<DrainState*>(data);
+  bool& changed = state.changed;
   switch (nlh->nlmsg_type) {
     case RTM_NEWLINK:  // also carries flag, carrier, MTU, name and master changes
+      changed = true;
+      break;
     case RTM_DELLINK:
       changed = true;
+      if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(ifinfomsg)) {
+        state.deleted->push_back(static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(nlh))->ifi_index);
+      }
       break;
     case RTM_NEWADDR:
     case RTM_DELADDR:
@@ -66,7 +77,8 @@ LinkWatcher::~LinkWatcher() { mnl_socket_close(nl_); }
 int LinkWatcher::fd() const { return mnl_socket_get_fd(nl_); }
 
 bool LinkWatcher::Drain() {
-  bool changed = false;
+  DrainState state{.changed = false, .deleted = &deleted_};
+  bool& changed = state.changed;
   for (;;) {
     const ssize_t n = mnl_socket_recvfrom(nl_, buf_.data(), buf_.size());
     if (n < 0) {
@@ -85,7 +97,7 @@ bool LinkWatcher::Drain() {
       break;  // EAGAIN: drained
     }
     // Port id and sequence 0: accept kernel notifications, which carry neither.
-    mnl_cb_run(buf_.data(), static_cast<size_t>(n), 0, 0, OnMessage, &changed);
+    mnl_cb_run(buf_.data(), static_cast<size_t>(n), 0, 0, OnMessage, &state);
   }
   return changed;
 }

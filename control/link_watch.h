@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,13 @@ class LinkWatcher {
   /// receive queue overflowed (ENOBUFS), in which case the caller must rescan everything.
   bool Drain();
 
+  /// Indexes of the links deleted (or moved to another network namespace) that Drain saw since
+  /// the last call. An interface re-created under its old index before the caller rescans looks
+  /// unchanged by name and index, yet the kernel has dropped its group memberships and unbound
+  /// its capture sockets: these are the interfaces to rebuild even so. After an overflow the list
+  /// may miss some.
+  std::vector<int> TakeDeleted() { return std::exchange(deleted_, {}); }
+
   /// How many times the receive queue overflowed since Open (each reported by Drain as a change).
   uint64_t overflows() const { return overflows_; }
 
@@ -40,6 +48,7 @@ class LinkWatcher {
 
   mnl_socket* nl_;
   std::vector<char> buf_;  // one recv's worth: MNL_SOCKET_BUFFER_SIZE
+  std::vector<int> deleted_;
   uint64_t overflows_ = 0;
 };
 

@@ -86,7 +86,8 @@ MembershipPool::MembershipPool(MembershipOptions options)
 
 MembershipPool::~MembershipPool() = default;
 
-absl::Status MembershipPool::Sync(const std::vector<engine::RuleSpec>& rules) {
+absl::Status MembershipPool::Sync(const std::vector<engine::RuleSpec>& rules,
+                                  const std::vector<int>& deleted) {
   absl::flat_hash_map<std::string, absl::flat_hash_set<GroupKey>> want;
   absl::flat_hash_set<SinkKey> want_sinks;
   for (const engine::RuleSpec& r : rules) {
@@ -99,12 +100,14 @@ absl::Status MembershipPool::Sync(const std::vector<engine::RuleSpec>& rules) {
   std::vector<absl::Status> failures;
 
   // An interface whose index changed has lost its memberships in the kernel: it was deleted, or
-  // deleted and re-created. Closing its sockets also frees their socket-side entries, which the
-  // kernel keeps (and counts against the per-socket limit) after the device is gone.
+  // deleted and re-created; so has one re-created under its old index (`deleted`). Closing its
+  // sockets also frees their socket-side entries, which the kernel keeps (and counts against
+  // the per-socket limit) after the device is gone.
   for (const auto& [name, groups] : want) interfaces_.try_emplace(name);
   for (auto& [name, itf] : interfaces_) {
     const int index = static_cast<int>(if_nametoindex(name.c_str()));  // 0: no such interface
-    if (index != itf.ifindex) {
+    if (index != itf.ifindex ||
+        std::find(deleted.begin(), deleted.end(), itf.ifindex) != deleted.end()) {
       CloseAll(itf);
       itf.ifindex = index;
     }

@@ -70,7 +70,8 @@ class MembershipPool {
   /// rejoined. Call it after every rule change and every link or address event. Keeps going past
   /// failures: returns OK, or an error that counts this Sync's failures and names the first few
   /// (Describe() gives each one's reason). Failed and pending memberships are retried next time.
-  absl::Status Sync(const std::vector<engine::RuleSpec>& rules);
+  absl::Status Sync(const std::vector<engine::RuleSpec>& rules,
+                    const std::vector<int>& deleted = {});
 
   /// Every membership of the last Sync with its state, sorted by interface, group, source, port.
   std::vector<MembershipInfo> Describe() const;

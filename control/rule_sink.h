@@ -22,8 +22,9 @@ class RuleSink {
   /// could not be joined) are appended to `warnings`.
   virtual absl::Status Apply(const std::vector<engine::RuleSpec>& rules,
                              std::vector<std::string>* warnings) = 0;
-  /// Re-resolves interfaces after a link or address change; rules stay.
-  virtual void RefreshInterfaces() = 0;
+  /// Re-resolves interfaces after a link or address change; rules stay. Interfaces whose index is
+  /// in `deleted` are rebuilt even if an interface of that name and index exists now.
+  virtual void RefreshInterfaces(const std::vector<int>& deleted) = 0;
   /// Counters and state of every shard, rule, output and interface.
   virtual engine::EngineStats Snapshot() const = 0;
   /// The host's group memberships and unicast sinks for the running set, with their state.

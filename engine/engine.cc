@@ -248,8 +248,11 @@ class Engine::Impl {
     return absl::OkStatus();
   }
 
-  void Refresh() {
+  void Refresh(const std::vector<int>& deleted) {
     std::lock_guard lock(mu_);
+    auto was_deleted = [&deleted](int ifindex) {
+      return std::find(deleted.begin(), deleted.end(), ifindex) != deleted.end();
+    };
     // Closes first, then opens: after a rename (b -> a, both named by rules) `a` may only
     // open once `b` has let go of the interface.
     // One lookup per interface name: many outputs share an interface, and during a link storm
@@ -263,8 +266,9 @@ class Engine::Impl {
     std::vector<std::pair<const std::string*, Input*>> reopen;
     for (auto& [name, in] : inputs_) {
       const NetDev& dev = lookup(name);
-      if (dev.ifindex == in.ifindex) continue;  // same interface (up or down): socket recovers
-      // Deleted, renamed, or re-created with a new index: the old socket is not this name's.
+      // Same interface (up or down): the socket recovers.
+      if (dev.ifindex == in.ifindex && !was_deleted(in.ifindex)) continue;
+      // Deleted, renamed, re-created: the old socket is not this name's, or no longer bound.
       if (in.ifindex) CloseInput(in);
       reopen.emplace_back(&name, &in);
     }
@@ -278,8 +282,9 @@ class Engine::Impl {
         const NetDev& dev = lookup(out->spec.interface);
         // An inactive output is retried on every event: it may have failed to open against this
         // very interface while it was down.
-        if (out->fd >= 0 && dev.ifindex == out->dev.ifindex && dev.has_addr == out->dev.has_addr &&
-            dev.addr.s_addr == out->dev.addr.s_addr && dev.mtu == out->dev.mtu)
+        if (out->fd >= 0 && dev.ifindex == out->dev.ifindex && !was_deleted(out->dev.ifindex) &&
+            dev.has_addr == out->dev.has_addr && dev.addr.s_addr == out->dev.addr.s_addr &&
+            dev.mtu == out->dev.mtu)
           continue;
         stale_fds.push_back(out->fd);  // still in the running tables: close after the swap
         out->fd = -1;
@@ -477,7 +482,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(EngineOptions options) {
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 absl::Status Engine::ApplyRules(const std::vector<RuleSpec>& rules) { return impl_->Apply(rules); }
-void Engine::RefreshInterfaces() { impl_->Refresh(); }
+void Engine::RefreshInterfaces(const std::vector<int>& deleted) { impl_->Refresh(deleted); }
 EngineStats Engine::Snapshot() const { return impl_->Snapshot(); }
 int Engine::ShardFor(uint32_t group, uint16_t port) const { return impl_->ShardFor(group, port); }
 size_t Engine::shard_count() const { return impl_->shard_count(); }

@@ -142,7 +142,10 @@ class Engine {
   /// Re-resolves interface names after a link or address change (rtnetlink event): rebuilds
   /// capture sockets of input interfaces that appeared, vanished or were re-created, and output
   /// sockets whose interface or address changed. Rules stay. Control thread only.
-  void RefreshInterfaces();
+  /// `deleted`: indexes of interfaces deleted since the last call (from rtnetlink); those are
+  /// rebuilt even if an interface has the same name and index now (re-created, or moved to
+  /// another namespace and back), because the kernel unbound their capture sockets.
+  void RefreshInterfaces(const std::vector<int>& deleted = {});
 
   /// Reads every counter. Any thread; takes the registry lock, never blocks a shard.
   EngineStats Snapshot() const;

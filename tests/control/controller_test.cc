@@ -413,6 +413,9 @@ TEST_F(ControllerTest, InterfaceChangesReachTheSink) {
   ASSERT_TRUE(Make().Start().ok());
   controller_->OnInterfacesChanged();
   EXPECT_EQ(sink_.refreshes, 1);
+  controller_->OnInterfacesChanged({7, 9});
+  EXPECT_EQ(sink_.refreshes, 2);
+  EXPECT_EQ(sink_.last_deleted, (std::vector<int>{7, 9}));
 }
 
 TEST_F(ControllerTest, NoStateFileWhenDisabled) {

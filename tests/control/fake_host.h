@@ -55,6 +55,7 @@ class FakeSink final : public RuleSink {
   std::vector<engine::RuleSpec> applied;
   int applies = 0;
   int refreshes = 0;
+  std::vector<int> last_deleted;  // of the last RefreshInterfaces
   /// Counters reported for every rule and output.
   uint64_t packets = 0;
   /// What Memberships() reports.
@@ -68,7 +69,10 @@ class FakeSink final : public RuleSink {
     if (!warning.empty()) warnings->push_back(warning);
     return absl::OkStatus();
   }
-  void RefreshInterfaces() override { ++refreshes; }
+  void RefreshInterfaces(const std::vector<int>& deleted) override {
+    ++refreshes;
+    last_deleted = deleted;
+  }
   std::vector<MembershipInfo> Memberships() const override { return memberships; }
   engine::EngineStats Snapshot() const override {
     engine::EngineStats stats;
