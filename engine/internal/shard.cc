@@ -80,6 +80,7 @@ class Shard::Loop {
     uint64_t last_tick = NowNs();
     uint64_t busy = 0;
     uint64_t last_frame = 0;  // when a pass last handled frames (busy polling)
+    bool backlog = false;     // ring mode: a ring still held closed blocks when the pass ended
     while (!stop_) {
       // Ring mode: one wake-up per closed block. Recv mode: one per first frame — the frames
       // that arrive while a pass runs are the next pass's batch. (Waiting for a batch of
@@ -89,7 +90,11 @@ class Shard::Loop {
       io_uring_cqe* cqe = nullptr;
       // Busy polling: for a while after the last frame, look for work without sleeping, so the
       // next frame does not pay for waking this thread (and, on a VM, its idle vCPU).
-      if (cfg_.busy_poll_ns == 0 || !Spin(last_frame + cfg_.busy_poll_ns)) {
+      if (backlog) {
+        // More work is already waiting: collect completions (commands) without sleeping.
+        io_uring_submit(&ring_);
+        io_uring_get_events(&ring_);
+      } else if (cfg_.busy_poll_ns == 0 || !Spin(last_frame + cfg_.busy_poll_ns)) {
         io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
       }
       const uint64_t t_work = NowNs();
@@ -113,10 +118,14 @@ class Shard::Loop {
         }
         Publish(tally);
       } else {
-        // Every wake-up drains every ring: checking an idle ring is one load, and it spares
-        // tracking which poll fired.
+        // Every wake-up looks at every ring: checking an idle ring is one load, and it spares
+        // tracking which poll fired. A pass takes at most kBlocksPerPass blocks from each: under
+        // overload the kernel closes blocks as fast as they are handed back, and draining one
+        // ring to empty would never end — the other inputs, the commands (rule changes, stop)
+        // and the tick would wait for the overload to pass.
+        backlog = false;
         for (auto& in : inputs_) {
-          if (DrainRing(in) != 0) last_frame = t_work;
+          if (DrainRing(in, &backlog) != 0) last_frame = t_work;
         }
       }
       if (wake) DrainCommands();
@@ -134,6 +143,9 @@ class Shard::Loop {
 
  private:
   static constexpr unsigned kRingEntries = 512;
+  // Ring mode: blocks taken from one input's ring per pass (see Run). A default block holds
+  // ~100 full-size frames, so a pass stays well under a millisecond.
+  static constexpr unsigned kBlocksPerPass = 4;
 
   struct Input {
     uint32_t id = 0;
@@ -305,11 +317,18 @@ class Shard::Loop {
     return false;
   }
 
-  // Returns the number of frames handled.
-  uint64_t DrainRing(Input& in) noexcept {
+  // Handles up to kBlocksPerPass closed blocks of `in`'s ring; sets *more if it stopped with
+  // closed blocks left. Returns the number of frames handled.
+  uint64_t DrainRing(Input& in, bool* more) noexcept {
     uint64_t frames = 0;
     bool losing = false;
-    while (tpacket_block_desc* bd = in.ring->NextBlock()) {
+    for (unsigned blocks = 0;; ++blocks) {
+      tpacket_block_desc* bd = in.ring->NextBlock();
+      if (bd == nullptr) break;
+      if (blocks == kBlocksPerPass) {
+        *more = true;
+        break;
+      }
       losing |= (bd->hdr.bh1.block_status & TP_STATUS_LOSING) != 0;
       const uint32_t n = bd->hdr.bh1.num_pkts;
       auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +

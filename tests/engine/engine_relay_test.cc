@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -1053,6 +1054,80 @@ TEST_P(EngineRingTest, RingDropsAreCountedWhileTheRingOverflowsNotAtTheNextTick)
   EXPECT_LT(took, std::chrono::milliseconds(200)) << "the drop count was complete only after "
                          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                          << " ms (the tick's, not the ring's)";
+}
+
+// One input flooded past what its shard can relay must not take the shard from its other inputs,
+// from rule changes, or from counting the flood's drops.
+TEST_P(EngineRelayTest, AnOverloadedInputLeavesTheShardToItsOtherInputsAndCommands) {
+  rig_->Link("snd", "veth1", "10.10.3.1/24", "rly", "in1", "10.10.3.2/24");
+  StartEngine();  // one shard, on CPU 0
+  std::vector<OutputSpec> many;  // 16 outputs nobody listens to: ~10 µs of sends per frame
+  for (uint16_t k = 0; k < 16; ++k) many.push_back(Out("239.3.3.3", 7000 + k, "out0"));
+  Apply({Rule("flooded", "in0", "239.1.1.1", 5000, many),
+         Rule("quiet", "in1", "239.1.1.2", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  Receive("239.2.2.2", 6000, &rx);
+
+  // The flood: 64-datagram GSO sends from CPU 1 for up to 4 s, far more than the shard relays.
+  std::atomic<bool> flooding{true}, stop{false};
+  std::thread flood([&] {
+    NetnsScope in(*rig_, "snd");
+    cpu_set_t cpu1;
+    CPU_ZERO(&cpu1);
+    CPU_SET(1, &cpu1);
+    sched_setaffinity(0, sizeof cpu1, &cpu1);
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ip_mreqn m{};
+    m.imr_ifindex = static_cast<int>(if_nametoindex("veth0"));
+    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m);
+    const int gso = 1000;
+    setsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso, sizeof gso);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(5000);
+    sa.sin_addr.s_addr = inet_addr("239.1.1.1");
+    std::vector<uint8_t> burst(64 * gso, 0x5a);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+    while (!stop && std::chrono::steady_clock::now() < end)
+      (void)sendto(fd, burst.data(), burst.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    close(fd);
+    flooding = false;
+  });
+  absl::Cleanup join = [&] {
+    stop = true;
+    flood.join();
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(flooding);
+
+  // A rule change is served during the flood, not after it.
+  Apply({Rule("flooded", "in0", "239.1.1.1", 5000, many),
+         Rule("quiet", "in1", "239.1.1.2", 5000, {Out("239.2.2.2", 6000, "out0")}),
+         Rule("added", "in1", "239.1.1.3", 5000, {Out("239.2.2.3", 6000, "out0")})});
+  EXPECT_TRUE(flooding) << "ApplyRules waited for the flood to end";
+  // The other input's stream gets through whole.
+  constexpr uint64_t kQuiet = 300;
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth1");
+    for (uint64_t i = 0; i < kQuiet; ++i) {
+      tx.Send("239.1.1.2", 5000, MakePayload(i, 2, 200));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  auto got = rx->Collect(kQuiet);
+  EXPECT_EQ(got.size(), kQuiet) << "the quiet input lost datagrams to the flooded one";
+  // The flood's drops are counted while it lasts.
+  const EngineStats st = WaitStats(*engine_, [](const EngineStats& s) {
+    for (const auto& [name, n] : s.shards[0].kernel_drops)
+      if (name == "in0" && n > 0) return true;
+    return false;
+  });
+  uint64_t drops = 0;
+  for (const auto& [name, n] : st.shards[0].kernel_drops)
+    if (name == "in0") drops += n;
+  EXPECT_GT(drops, 0u);
+  EXPECT_TRUE(flooding) << "the checks above outlasted the flood: they prove nothing";
 }
 
 // Every behaviour holds for both ingress mechanisms.
