@@ -144,7 +144,8 @@ void EgressBatcher::FlushSlot(Slot& s) noexcept {
     if (first.len != 0 && first.len <= max_segment) {
       while (j < n) {
         const Item& it = s.items[j];
-        if (it.len == 0 || (copy_tos && it.tos != first.tos)) break;
+        // Only the DSCP bits are sent (SendRun): datagrams differing in ECN alone share a run.
+        if (it.len == 0 || (copy_tos && ((it.tos ^ first.tos) & 0xfc) != 0)) break;
         if (it.len > first.len || total + it.len > kMaxGsoBytes) break;
         total += it.len;
         ++j;
@@ -167,6 +168,29 @@ void EgressBatcher::FlushSlot(Slot& s) noexcept {
     i = j;
   }
 }
+
+namespace {
+
+// Errors that an ICMP message about an earlier datagram turns into (icmp_err_convert; with
+// IP_RECVERR soft errors are reported too). EMSGSIZE is not among them: with DF clear no
+// "fragmentation needed" comes back.
+bool MayBeIcmpReport(int err) {
+  switch (err) {
+    case ECONNREFUSED:  // port unreachable
+    case EHOSTUNREACH:  // host unreachable, time exceeded, administratively prohibited
+    case ENETUNREACH:   // network unreachable or unknown
+    case EHOSTDOWN:     // host unknown
+    case ENONET:        // host isolated
+    case ENOPROTOOPT:   // protocol unreachable
+    case EPROTO:        // parameter problem
+    case EOPNOTSUPP:    // source route failed
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
 
 bool EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t n,
                             bool gso) noexcept {
@@ -204,17 +228,20 @@ bool EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t 
   msg.msg_controllen = clen;
   ++syscalls_;
   ssize_t sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
-  bool icmp_report = false;
-  if (sent < 0 && errno == ECONNREFUSED) {
-    // An ICMP port unreachable from a unicast destination, reported by whichever send comes
-    // next and cleared by reporting it: this run was not sent, so send it again — once.
-    icmp_report = true;
+  int icmp_report = 0;
+  if (sent < 0 && MayBeIcmpReport(errno)) {
+    // An ICMP error about a datagram sent earlier (port or host unreachable, time exceeded,
+    // administratively prohibited...) is reported by whichever send comes next, and cleared by
+    // reporting it: this run was not sent, so send it again — once. A local cause (no route)
+    // fails again and counts below.
+    icmp_report = errno;
     ++syscalls_;
     sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
   }
   if (sent >= 0) {
-    // The report itself is counted once: the destination refused a datagram sent earlier.
-    if (icmp_report) out->counters->errors[static_cast<size_t>(EgressError::kRefused)].Add(1);
+    // The report itself is counted once, under its reason.
+    if (icmp_report != 0)
+      out->counters->errors[static_cast<size_t>(EgressErrorFromErrno(icmp_report))].Add(1);
     out->counters->packets.Add(n);
     out->counters->bytes.Add(bytes);
     return true;

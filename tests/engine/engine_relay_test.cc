@@ -502,6 +502,71 @@ TEST_P(EngineRelayTest, EgressErrorsAreCountedPerOutputAndSpareTheOthers) {
   EXPECT_EQ(errors, 0u);
 }
 
+// An ICMP error about an earlier datagram (here host unreachable, as a router on the way would
+// send it) makes the output socket's next send fail with it, without sending. That run is sent
+// again, and the report counted once.
+TEST_P(EngineRelayTest, IcmpErrorsAboutEarlierDatagramsLoseNoLaterOnes) {
+  StartEngine();
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("10.10.2.2", 7000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  Receive("10.10.2.2", 7000, &rx);
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 1, 1);
+  // Find the relay's source port from what it sent, then report a host unreachable for it.
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender("veth0").Send("239.1.1.1", 5000, MakePayload(1, 1, 200));
+  }
+  auto first = rx->Collect(1);
+  ASSERT_EQ(first.size(), 1u);
+  {
+    NetnsScope in(*rig_, "rcv");
+    const int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    const absl::Cleanup close_fd = [fd] { close(fd); };
+    // ICMP header, then the start of the datagram it is about: IP header and UDP header.
+    uint8_t pkt[8 + 20 + 8] = {3, 1};  // destination unreachable, host unreachable
+    uint8_t* ip = pkt + 8;
+    ip[0] = 0x45;
+    ip[3] = 28 + 200;
+    ip[8] = 64;
+    ip[9] = IPPROTO_UDP;
+    const uint32_t src = Addr("10.10.2.1"), dst = Addr("10.10.2.2");
+    memcpy(ip + 12, &src, 4);
+    memcpy(ip + 16, &dst, 4);
+    const uint16_t sport = htons(first[0].src_port), dport = htons(7000), ulen = htons(208);
+    memcpy(ip + 20, &sport, 2);
+    memcpy(ip + 22, &dport, 2);
+    memcpy(ip + 24, &ulen, 2);
+    uint32_t sum = 0;
+    for (size_t k = 0; k < sizeof pkt; k += 2) sum += (pkt[k] << 8) | pkt[k + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    pkt[2] = static_cast<uint8_t>(~sum >> 8);
+    pkt[3] = static_cast<uint8_t>(~sum);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = src;
+    ASSERT_EQ(sendto(fd, pkt, sizeof pkt, 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(sizeof pkt))
+        << strerror(errno);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // A burst: one batched send in ring mode. None of it may be lost to the report.
+  {
+    NetnsScope in(*rig_, "snd");
+    Sender tx("veth0");
+    for (uint64_t i = 2; i < 22; ++i) tx.Send("239.1.1.1", 5000, MakePayload(i, 1, 200));
+  }
+  auto got = rx->Collect(20);
+  ASSERT_EQ(got.size(), 20u);
+  for (uint64_t i = 0; i < 20; ++i) EXPECT_EQ(got[i].payload, MakePayload(i + 2, 1, 200));
+  EngineStats st = WaitStats(*engine_, [](const EngineStats& s) {
+    return FindRule(s, "r1")->outputs[0].packets == 22;
+  });
+  const OutputStats& o = FindRule(st, "r1")->outputs[0];
+  EXPECT_EQ(o.packets, 22u);
+  EXPECT_EQ(o.errors[static_cast<size_t>(EgressError::kNetworkDown)], 1u) << "the report, once";
+}
+
 TEST_P(EngineRelayTest, InterfacesThatAppearVanishOrFlapNeedNoRestart) {
   StartEngine();
   Apply({Rule("late", "in1", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")}),

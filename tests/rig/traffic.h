@@ -48,6 +48,7 @@ struct Received {
   int ttl = -1;
   int tos = -1;
   uint32_t src = 0;  // source address, network byte order
+  uint16_t src_port = 0;  // host byte order
 };
 
 class Receiver {
@@ -99,6 +100,7 @@ class Receiver {
       if (len < 0) break;
       r.payload.resize(static_cast<size_t>(len));
       r.src = from.sin_addr.s_addr;
+      r.src_port = ntohs(from.sin_port);
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != IPPROTO_IP) continue;
         if (c->cmsg_type == IP_TTL) memcpy(&r.ttl, CMSG_DATA(c), sizeof(int));
