@@ -136,7 +136,7 @@ absl::StatusOr<std::unique_ptr<RecvBuffers>> RecvBuffers::Register(io_uring* rin
   if (int ret = io_uring_register_buf_ring(ring, &reg, 0); ret < 0) {
     b->uring_ = nullptr;  // nothing to unregister
     return absl::UnavailableError(absl::StrFormat(
-        "io_uring_register_buf_ring: %s (--ingress recv needs Linux 5.19 or newer)",
+        "io_uring_register_buf_ring: %s (--ingress recv needs Linux 6.0 or newer: provided buffer rings and multishot receive)",
         strerror(-ret)));
   }
   for (uint32_t i = 0; i < kCount; ++i) b->Recycle(i);

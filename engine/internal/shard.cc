@@ -252,6 +252,8 @@ class Shard::Loop {
           shard_->counters_.no_buffer.Add(1);
         } else if (cqe->res == -ENETDOWN || cqe->res == -ENXIO) {
           ClearSocketError(*in);
+        } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
+          in->counters->socket_errors.Add(1);  // re-armed below: never silent, even if it recurs
         }
         if (!more) in->rearm = true;
         break;
