@@ -64,9 +64,11 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
   const std::string dir = DirName(path);
   if (auto s = MakeDirectories(dir, 0755); !s.ok()) return s;
   const std::string tmp = path + ".tmp";
-  // O_NOFOLLOW: never write through a link someone placed at the temp name. O_TRUNC: a temp
-  // file left by a crash mid-write is simply overwritten.
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
+  // A temp file left by a crash mid-write goes first: reused, it would pass its owner and mode
+  // on to the file. O_EXCL then creates a new one with `mode` (less the umask), and never
+  // writes through a link someone placed at the temp name.
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return Errno("cannot remove", tmp, errno);
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (fd.get() < 0) return Errno("cannot create", tmp, errno);
   size_t done = 0;
   while (done < contents.size()) {

@@ -178,6 +178,22 @@ absl::Status Controller::Start() {
   if (!options_.config_file.empty()) {
     auto config = ReadConfigFile(options_.config_file);
     if (!config.ok()) return config.status();
+    // A rule added with mcrctl whose input a config rule now has (the rule was moved into the
+    // config under another name): at runtime `reload` refuses that, and says so, but refusing to
+    // start would take every other rule down with it. The config is what the operator edits,
+    // so its rule takes over the input.
+    std::erase_if(restored, [&](const Rule& r) {
+      if (r.origin != RuleOrigin::kControl) return false;
+      for (const engine::RuleSpec& c : *config) {
+        if (c.id != r.spec.id && engine::SameInput(c, r.spec)) {
+          summary.warnings.push_back(absl::StrFormat(
+              "rule '%s' (added with mcrctl) is dropped: config rule '%s' relays its input %s",
+              r.spec.id, c.id, DescribeInput(r.spec)));
+          return true;
+        }
+      }
+      return false;
+    });
     // Merged over the restored set as a reload merges over the running one.
     auto merged = Merge(restored, *config, RuleOrigin::kConfig, /*replace=*/false,
                         options_.allow_missing_interface, &summary.warnings);
@@ -253,8 +269,8 @@ absl::Status Controller::Commit(std::vector<Rule> next, ChangeSummary* summary) 
   rules_ = std::move(next);
   if (auto s = SaveState(); !s.ok()) {
     log_.Error("%s", s.message());
-    summary->warnings.push_back(
-        absl::StrCat("the change is running but was not saved: ", s.message()));
+    summary->warnings.push_back(absl::StrCat(
+        "the change is running but was not saved (retried every second): ", s.message()));
   }
   return absl::OkStatus();
 }
@@ -262,7 +278,10 @@ absl::Status Controller::Commit(std::vector<Rule> next, ChangeSummary* summary) 
 absl::Status Controller::SaveState() {
   if (options_.state_file.empty()) return absl::OkStatus();
   // 0640: rules reveal the network's layout; the socket group may read them via mcrctl anyway.
-  return WriteFileAtomically(options_.state_file, StateToText(rules_), 0640);
+  absl::Status s = WriteFileAtomically(options_.state_file, StateToText(rules_), 0640);
+  if (s.ok() && unsaved_) log_.Info("state file %s saved again", options_.state_file);
+  unsaved_ = !s.ok();
+  return s;
 }
 
 absl::Status Controller::Flush() { return SaveState(); }
@@ -292,6 +311,9 @@ void Controller::OnInterfacesChanged(const std::vector<int>& deleted) {
 
 void Controller::Tick(std::chrono::steady_clock::time_point now) {
   rates_.Sample(sink_.Snapshot(), now);
+  // A failed save (disk full, read-only) is retried until it succeeds: otherwise the file would
+  // hold an older set until the next change, and a crash would bring that set back.
+  if (unsaved_) (void)SaveState();
 }
 
 json Controller::Handle(const Request& request) {
@@ -376,8 +398,7 @@ absl::StatusOr<json> Controller::HandleAdd(const json& msg) {
   // clearer.
   for (const Rule& r : rules_) {
     const engine::RuleSpec& o = r.spec;
-    if (o.input_interface == spec->input_interface && o.input_group == spec->input_group &&
-        o.input_port == spec->input_port && o.input_source == spec->input_source) {
+    if (engine::SameInput(o, *spec)) {
       return absl::AlreadyExistsError(absl::StrFormat(
           "rule.input: %s is already relayed by rule '%s'", DescribeInput(o), o.id));
     }

@@ -106,6 +106,7 @@ class Controller {
   const HostView& host_;
   Logger& log_;
   std::vector<Rule> rules_;
+  bool unsaved_ = false;  // the last state file write failed: Tick retries it
   RateTracker rates_;
 };
 

@@ -40,11 +40,6 @@ std::string OutputName(const OutputSpec& o) {
   return absl::StrFormat("%s:%u@%s", buf, o.dst_port, o.interface);
 }
 
-bool SameInput(const RuleSpec& a, const RuleSpec& b) {
-  return a.input_interface == b.input_interface && a.input_group == b.input_group &&
-         a.input_port == b.input_port && a.input_source == b.input_source;
-}
-
 // An output's identity, as the control plane keys it and metrics name it (OutputName).
 bool SameDestination(const OutputSpec& a, const OutputSpec& b) {
   return a.dst_addr == b.dst_addr && a.dst_port == b.dst_port && a.interface == b.interface;

@@ -42,6 +42,12 @@ struct RuleSpec {
   bool operator==(const RuleSpec&) const = default;
 };
 
+/// Whether two rules take the same input: one stream, which at most one rule may relay.
+inline bool SameInput(const RuleSpec& a, const RuleSpec& b) {
+  return a.input_interface == b.input_interface && a.input_group == b.input_group &&
+         a.input_port == b.input_port && a.input_source == b.input_source;
+}
+
 inline bool IsMulticast(uint32_t addr_net_order) {
   // 224.0.0.0/4: the first octet is the lowest-addressed byte in network order.
   return (reinterpret_cast<const uint8_t*>(&addr_net_order)[0] & 0xf0) == 0xe0;

@@ -108,9 +108,14 @@ TEST(AtomicFileTest, StaleTempFromACrashIsOverwritten) {
   TempDir dir;
   const std::string path = dir.File("state.json");
   { std::ofstream(path + ".tmp") << "half-written garbage from a kill -9"; }
-  ASSERT_TRUE(WriteFileAtomically(path, "good").ok());
+  // Whatever owner and mode the leftover has, the state file gets its own.
+  ASSERT_EQ(::chmod((path + ".tmp").c_str(), 0666), 0);
+  ASSERT_TRUE(WriteFileAtomically(path, "good", 0640).ok());
   EXPECT_EQ(*ReadFile(path, 100), "good");
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
 }
 
 TEST(AtomicFileTest, ReadErrors) {

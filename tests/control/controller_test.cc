@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "control/atomic_file.h"
@@ -308,6 +310,43 @@ TEST_F(ControllerTest, StartMergesConfigOverState) {
   WriteConfig(ConfigText({{"a", "239.1.1.1"}}));
   ASSERT_TRUE(Make().Start().ok());
   EXPECT_THAT(Ids(), ElementsAre("a", "manual"));
+}
+
+// A rule added with mcrctl and later written into the config under another name: `reload`
+// refuses the clash, but a restart must not refuse to start (every rule would be down). The
+// config's rule takes the input, with a warning.
+TEST_F(ControllerTest, StartLetsAConfigRuleTakeTheInputOfARestoredMcrctlRule) {
+  WriteConfig(ConfigText({{"c0", "239.1.1.1"}}));
+  ASSERT_TRUE(Make().Start().ok());
+  ASSERT_TRUE(Call(AddRequest("239.1.1.7", "r1"))["ok"]);
+  WriteConfig(ConfigText({{"c0", "239.1.1.1"}, {"c1", "239.1.1.7"}}));
+  EXPECT_THAT(std::string(controller_->Reload().status().message()),
+              HasSubstr("already relayed by rule 'r1'"));
+  ASSERT_TRUE(Make().Start().ok());
+  EXPECT_THAT(Ids(), ElementsAre("c0", "c1"));
+  EXPECT_THAT(State(), Not(HasSubstr("\"r1\"")));
+}
+
+// A state file that cannot be written (disk full, read-only) leaves the change running and is
+// written as soon as it can be, not at the next change.
+TEST_F(ControllerTest, AFailedSaveIsRetriedUntilItSucceeds) {
+  ASSERT_TRUE(Make().Start().ok());
+  ASSERT_TRUE(Call(AddRequest("239.1.1.1", "a"))["ok"]);
+  // The state file's directory replaced by a plain file: every write fails (root ignores modes).
+  const std::string state_dir = dir_.File("state");
+  std::filesystem::remove_all(state_dir);
+  ASSERT_TRUE(WriteFileAtomically(state_dir, "in the way").ok());
+  json r = Call(AddRequest("239.1.1.2", "b"));
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_THAT(r.dump(), HasSubstr("not saved"));
+  const auto t0 = std::chrono::steady_clock::now();
+  controller_->Tick(t0);  // still failing: nothing to see
+  std::filesystem::remove(state_dir);
+  controller_->Tick(t0 + std::chrono::seconds(1));
+  EXPECT_THAT(State(), HasSubstr("\"b\""));
+  // What was saved is what runs: a restart brings both back.
+  ASSERT_TRUE(Make().Start().ok());
+  EXPECT_THAT(Ids(), ElementsAre("a", "b"));
 }
 
 TEST_F(ControllerTest, ConfigLoadUpsertsOrReplaces) {
