@@ -129,6 +129,9 @@ int RunDaemon(const DaemonOptions& options) {
   }
 
   HostViewPtr host = SystemHostView();
+  // Subscribed before the rules are applied, so that an interface created meanwhile is seen:
+  // its notification waits in the socket for the loop below.
+  auto watcher = LinkWatcher::Open();
   Controller controller(options.controller, *sink, *host, log);
   if (auto s = controller.Start(); !s.ok()) return refuse(s);
 
@@ -198,7 +201,7 @@ int RunDaemon(const DaemonOptions& options) {
     log.Debug("link or address change: refreshing interfaces");
     controller.OnInterfacesChanged(links->TakeDeleted());
   };
-  if (auto watcher = LinkWatcher::Open(); watcher.ok()) {
+  if (watcher.ok()) {
     links = *std::move(watcher);
     if (auto s = loop.Add(links->fd(), EPOLLIN,
                           [&](uint32_t) {

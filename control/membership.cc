@@ -81,7 +81,8 @@ MembershipPool::OwnedFd::~OwnedFd() {
 }
 
 MembershipPool::MembershipPool(MembershipOptions options)
-    : max_groups_(std::max(1, options.max_groups_per_socket)),
+    : options_(options),
+      max_groups_(std::max(1, options.max_groups_per_socket)),
       max_sources_(std::max(1, options.max_sources_per_group)) {}
 
 MembershipPool::~MembershipPool() = default;
@@ -98,6 +99,10 @@ absl::Status MembershipPool::Sync(const std::vector<engine::RuleSpec>& rules,
     }
   }
   std::vector<absl::Status> failures;
+  // Limits learned from refusals hold for one Sync: the sysctl may have been raised since, and
+  // relearning costs one refused join.
+  max_groups_ = std::max(1, options_.max_groups_per_socket);
+  max_sources_ = std::max(1, options_.max_sources_per_group);
 
   // An interface whose index changed has lost its memberships in the kernel: it was deleted, or
   // deleted and re-created; so has one re-created under its old index (`deleted`). Closing its

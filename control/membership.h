@@ -132,8 +132,9 @@ class MembershipPool {
   static void CloseAll(Interface& itf);
   static absl::Status OpenSink(Sink& sink, const SinkKey& key);
 
-  int max_groups_;   // learned: lowered when the kernel refuses earlier than expected
-  int max_sources_;  // likewise
+  const MembershipOptions options_;
+  int max_groups_;   // learned: lowered when the kernel refuses earlier than expected, and back
+  int max_sources_;  // to the options at every Sync (a lowered sysctl may have been raised again)
   absl::flat_hash_map<std::string, Interface> interfaces_;
   absl::flat_hash_map<SinkKey, Sink> sinks_;
 };

@@ -283,6 +283,21 @@ TEST_F(MembershipPoolTest, LearnsLowerKernelLimits) {
   EXPECT_GE(pool.socket_count(), 7u);
 }
 
+TEST_F(MembershipPoolTest, ForgetsALoweredLimitOnceTheKernelAllowsMoreAgain) {
+  WriteSysctl("/proc/sys/net/ipv4/igmp_max_memberships", 3);
+  AddLink("in0");
+  std::vector<engine::RuleSpec> rules;
+  for (int i = 0; i < 6; ++i) rules.push_back(Rule("in0", Group(i)));
+  MembershipPool pool;
+  ASSERT_TRUE(pool.Sync(rules).ok());
+  EXPECT_EQ(pool.socket_count(), 2u);
+  // Raised again: 20 more groups fit in the sockets already open.
+  WriteSysctl("/proc/sys/net/ipv4/igmp_max_memberships", 20);
+  for (int i = 6; i < 26; ++i) rules.push_back(Rule("in0", Group(i)));
+  ASSERT_TRUE(pool.Sync(rules).ok());
+  EXPECT_EQ(pool.socket_count(), 2u);
+}
+
 TEST_F(MembershipPoolTest, JoinsAnInterfaceThatAppearsLater) {
   MembershipPool pool;
   const engine::RuleSpec rule = Rule("late0", "239.7.7.7");
