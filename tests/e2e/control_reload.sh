@@ -40,6 +40,14 @@ finish() {  # finish NAME: waits for the receiver (in this shell: it is our chil
   wait "$pid" || rig_fail "receiver $1 failed: $(cat "$RIG_TMP/recv.$1.log")"
 }
 report() { sed -n '/^{/,$p' "$RIG_TMP/recv.$1.log"; }  # report NAME: its JSON report
+# intact NAME WHAT: receiver NAME got all N datagrams, none lost, duplicated, reordered or
+# corrupted; otherwise fails with "WHAT disturbed ...".
+intact() {
+  local r; r=$(report "$1")
+  echo "$1: $(jq -c '{unique, lost, duplicated, reordered, corrupted}' <<<"$r")"
+  [ "$(jq '.unique' <<<"$r")" = "$N" ] && [ "$(jq '.lost + .duplicated + .reordered + .corrupted' <<<"$r")" = 0 ] \
+    || rig_fail "$2 disturbed the stream"
+}
 
 # 1. Both rules relay.
 recv cfg 239.2.2.1 6000 200
@@ -73,10 +81,7 @@ done
 for i in $(seq 1 20); do ctl remove --name "churn$i" >/dev/null; done
 wait "$SENDER" || rig_fail "sender failed"
 finish flow
-R=$(report flow)
-echo "flow: $(jq -c '{unique, lost, duplicated, reordered, corrupted}' <<<"$R")"
-[ "$(jq '.unique' <<<"$R")" = "$N" ] && [ "$(jq '.lost + .duplicated + .reordered + .corrupted' <<<"$R")" = 0 ] \
-  || rig_fail "the untouched flow was disturbed by the changes"
+intact flow "the changes to other rules"
 IDS=$(ctl --json list | jq -r '[.rules[] | select(.id | startswith("churn") | not) | .input.group] | join(",")')
 [ "$IDS" = "239.1.1.1,239.1.1.3,239.1.1.9,239.1.1.4" ] || rig_fail "unexpected rules after reload: $IDS"
 [ "$(ctl --json list | jq '[.rules[] | select(.id == "edited")][0].outputs[0].port')" = 6001 ] \
@@ -101,10 +106,7 @@ printf '{"version": 1, "rules": [%s, %s, %s]}\n' '{"name": "flow",
 ctl reload | grep -q "0 added, 0 removed, 1 changed" || rig_fail "the edit of the flowing rule did not apply"
 wait "$SENDER" || rig_fail "sender failed"
 finish live
-R=$(report live)
-echo "live edit: $(jq -c '{unique, lost, duplicated, reordered, corrupted}' <<<"$R")"
-[ "$(jq '.unique' <<<"$R")" = "$N" ] && [ "$(jq '.lost + .duplicated + .reordered + .corrupted' <<<"$R")" = 0 ] \
-  || rig_fail "editing the flowing rule disturbed its stream"
+intact live "editing the flowing rule"
 for _ in $(seq 30); do [ "$(stat "$OUT_PACKETS")" = $((OUT_BEFORE + N)) ] && break; sleep 0.1; done
 [ "$(stat .packets)" = $((RULE_BEFORE + N)) ] \
   || rig_fail "rule counter after the edit: $(stat .packets), expected $((RULE_BEFORE + N))"
