@@ -510,7 +510,7 @@ TEST_P(EngineRelayTest, IcmpErrorsAboutEarlierDatagramsLoseNoLaterOnes) {
   Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("10.10.2.2", 7000, "out0")})});
   std::unique_ptr<Receiver> rx;
   Receive("10.10.2.2", 7000, &rx);
-  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 1, 1);
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 1, 200);
   // Find the relay's source port from what it sent, then report a host unreachable for it.
   {
     NetnsScope in(*rig_, "snd");

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <stdexcept>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -36,6 +37,8 @@ inline uint32_t Addr(const char* s) {
 
 // Payload: 8-byte sequence, 4-byte flow id, then a pattern derived from both.
 inline std::vector<uint8_t> MakePayload(uint64_t seq, uint32_t flow, size_t size) {
+  // The sequence number and flow id take the first 12 bytes.
+  if (size < 12) throw std::invalid_argument("MakePayload: size below 12 bytes");
   std::vector<uint8_t> p(size);
   memcpy(p.data(), &seq, 8);
   memcpy(p.data() + 8, &flow, 4);
