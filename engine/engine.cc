@@ -103,6 +103,7 @@ class Engine::Impl {
   };
   struct Input {
     int ifindex = 0;  // of the open capture sockets; 0: not open
+    int mtu = 0;      // the interface's when they were opened
     std::vector<std::unique_ptr<IngressCounters>> counters;  // per shard
   };
 
@@ -261,8 +262,10 @@ class Engine::Impl {
     std::vector<std::pair<const std::string*, Input*>> reopen;
     for (auto& [name, in] : inputs_) {
       const NetDev& dev = lookup(name);
-      // Same interface (up or down): the socket recovers.
-      if (dev.ifindex == in.ifindex && !was_deleted(in.ifindex)) continue;
+      // Same interface (up or down): the socket recovers. In recv mode the receive buffers are
+      // sized by the MTU: a raised one needs new ones.
+      const bool outgrown = options_.ingress == IngressMode::kRecv && dev.mtu > in.mtu;
+      if (dev.ifindex == in.ifindex && !was_deleted(in.ifindex) && !outgrown) continue;
       // Deleted, renamed, re-created: the old socket is not this name's, or no longer bound.
       if (in.ifindex) CloseInput(in);
       reopen.emplace_back(&name, &in);
@@ -398,6 +401,7 @@ class Engine::Impl {
       cmd->kind = ShardCommand::Kind::kOpenInput;
       cmd->ifindex = dev.ifindex;
       cmd->ip_only = !dev.ethernet;
+      cmd->mtu = static_cast<uint32_t>(std::max(dev.mtu, 0));
       cmd->ingress_counters = in.counters[i].get();
       cmd->fanout = join;
       cmd->fanout.first = (i == 0);
@@ -410,6 +414,7 @@ class Engine::Impl {
       if (i == 0) join.id = cmd->fanout.id;
     }
     in.ifindex = dev.ifindex;
+    in.mtu = dev.mtu;
     return absl::OkStatus();
   }
 

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -115,16 +116,24 @@ PacketRing::~PacketRing() {
   if (fd_ >= 0) close(fd_);
 }
 
-absl::StatusOr<std::unique_ptr<RecvBuffers>> RecvBuffers::Register(io_uring* ring, uint16_t bgid) {
+uint32_t RecvBuffers::SizeFor(uint32_t mtu) {
+  constexpr uint32_t kLinkHeaders = 14 + 2 * 4;  // Ethernet, and two VLAN tags left in band
+  const uint32_t frame = std::clamp<uint32_t>(mtu, 1500, 65535) + kLinkHeaders;
+  return (frame + 63) & ~uint32_t{63};
+}
+
+absl::StatusOr<std::unique_ptr<RecvBuffers>> RecvBuffers::Register(io_uring* ring, uint16_t bgid,
+                                                                   uint32_t size) {
   std::unique_ptr<RecvBuffers> b(new RecvBuffers);
   b->uring_ = ring;
   b->bgid_ = bgid;
+  b->size_ = size;
   // liburing 2.3 has no io_uring_setup_buf_ring: map the ring ourselves (page aligned).
   b->br_size_ = kCount * sizeof(io_uring_buf);
   void* br = mmap(nullptr, b->br_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (br == MAP_FAILED) return absl::ResourceExhaustedError("mmap buffer ring");
   b->br_ = static_cast<io_uring_buf_ring*>(br);
-  void* data = mmap(nullptr, size_t{kCount} * kSize, PROT_READ | PROT_WRITE,
+  void* data = mmap(nullptr, size_t{kCount} * size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (data == MAP_FAILED) return absl::ResourceExhaustedError("mmap receive buffers");
   b->data_ = static_cast<uint8_t*>(data);
@@ -135,9 +144,10 @@ absl::StatusOr<std::unique_ptr<RecvBuffers>> RecvBuffers::Register(io_uring* rin
   reg.bgid = bgid;
   if (int ret = io_uring_register_buf_ring(ring, &reg, 0); ret < 0) {
     b->uring_ = nullptr;  // nothing to unregister
-    return absl::UnavailableError(absl::StrFormat(
-        "io_uring_register_buf_ring: %s (--ingress recv needs Linux 6.0 or newer: provided buffer rings and multishot receive)",
-        strerror(-ret)));
+    return absl::UnavailableError(
+        absl::StrFormat("io_uring_register_buf_ring: %s (--ingress recv needs Linux 6.0 or newer: "
+                        "provided buffer rings and multishot receive)",
+                        strerror(-ret)));
   }
   for (uint32_t i = 0; i < kCount; ++i) b->Recycle(i);
   b->Publish();
@@ -146,12 +156,12 @@ absl::StatusOr<std::unique_ptr<RecvBuffers>> RecvBuffers::Register(io_uring* rin
 
 RecvBuffers::~RecvBuffers() {
   if (uring_) io_uring_unregister_buf_ring(uring_, bgid_);
-  if (data_) munmap(data_, size_t{kCount} * kSize);
+  if (data_) munmap(data_, size_t{kCount} * size_);
   if (br_) munmap(br_, br_size_);
 }
 
 void RecvBuffers::Recycle(uint32_t bid) noexcept {
-  io_uring_buf_ring_add(br_, data_ + size_t{bid} * kSize, kSize, static_cast<uint16_t>(bid),
+  io_uring_buf_ring_add(br_, data_ + size_t{bid} * size_, size_, static_cast<uint16_t>(bid),
                         io_uring_buf_ring_mask(kCount), static_cast<int>(pending_++));
 }
 

@@ -117,19 +117,25 @@ class PacketRing {
 /// frame; the shard hands it back with Recycle() once every send pointing into it completed.
 class RecvBuffers {
  public:
-  static constexpr uint32_t kCount = 512;        // frames in flight per socket (power of two)
-  static constexpr uint32_t kSize = 9216;        // holds a 9000-byte MTU frame plus tags
+  static constexpr uint32_t kCount = 512;  // frames in flight per socket (power of two)
 
-  /// Allocates and registers the buffers. Returns them or an error (e.g. ENOMEM, EINVAL on
-  /// kernels without buffer rings).
-  static absl::StatusOr<std::unique_ptr<RecvBuffers>> Register(io_uring* ring, uint16_t bgid);
+  /// Buffer size for an interface MTU: the largest frame with its Ethernet header and two VLAN
+  /// tags, rounded up to a cache line. A longer frame (GRO merged, or the MTU raised since: the
+  /// engine then reopens the input) arrives cut short and counts as truncated.
+  static uint32_t SizeFor(uint32_t mtu);
+
+  /// Allocates and registers kCount buffers of `size` bytes. Returns them or an error (e.g.
+  /// ENOMEM, EINVAL on kernels without buffer rings).
+  static absl::StatusOr<std::unique_ptr<RecvBuffers>> Register(io_uring* ring, uint16_t bgid,
+                                                               uint32_t size);
   /// Unregisters (the receive using them must have ended) and frees.
   ~RecvBuffers();
   RecvBuffers(const RecvBuffers&) = delete;
   RecvBuffers& operator=(const RecvBuffers&) = delete;
 
   uint16_t bgid() const { return bgid_; }
-  const uint8_t* Buffer(uint32_t bid) const { return data_ + size_t{bid} * kSize; }
+  const uint8_t* Buffer(uint32_t bid) const { return data_ + size_t{bid} * size_; }
+  uint32_t size() const { return size_; }
   /// Queues buffer `bid` for return; Publish() makes the queued ones visible to the kernel.
   void Recycle(uint32_t bid) noexcept;
   void Publish() noexcept;
@@ -141,6 +147,7 @@ class RecvBuffers {
   size_t br_size_ = 0;
   uint8_t* data_ = nullptr;
   uint16_t bgid_ = 0;
+  uint32_t size_ = 0;
   uint32_t pending_ = 0;
 };
 

@@ -410,7 +410,7 @@ class Shard::Loop {
   absl::Status OpenRecvInput(ShardCommand& cmd) {
     Input in;
     in.id = next_input_id_++;
-    auto bufs = RecvBuffers::Register(&ring_, FreeBufferGroup());
+    auto bufs = RecvBuffers::Register(&ring_, FreeBufferGroup(), RecvBuffers::SizeFor(cmd.mtu));
     if (!bufs.ok()) return bufs.status();
     // Frames wait in the socket's receive queue until a receive picks them up: size it like the
     // ring of ring mode, or bursts overflow the default (~200 KB, 23 jumbo frames).

@@ -50,6 +50,7 @@ struct ShardCommand {
   // kOpenInput / kCloseInput.
   int ifindex = 0;
   bool ip_only = false;  // kOpenInput: the interface has no Ethernet header (tun, WireGuard...)
+  uint32_t mtu = 0;      // kOpenInput: the interface's MTU (recv mode sizes its buffers by it)
   IngressCounters* ingress_counters = nullptr;
   FanoutJoin fanout;  // kOpenInput: in/out (the first member reports the group id)
   // out

@@ -410,6 +410,28 @@ TEST_P(EngineRelayTest, JumboFramesUpTo9000ByteMtu) {
   ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 500, 8972);  // 9000 - 20 (IP) - 8 (UDP)
 }
 
+// Links beyond the usual 9000-byte jumbo MTU (veths, some fabrics), raised while mcrd runs: the
+// daemon refreshes on the link event, and recv mode's buffers, sized by the MTU, follow it.
+TEST_P(EngineRelayTest, MtuRaisedTo16000WhileRunning) {
+  StartEngine();
+  Apply({Rule("r1", "in0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
+  std::unique_ptr<Receiver> rx;
+  Receive("239.2.2.2", 6000, &rx);
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 1, 100, 1200);
+  for (const char* cmd : {"snd link set veth0 mtu 16000", "rly link set in0 mtu 16000",
+                          "rly link set out0 mtu 16000", "rcv link set veth0 mtu 16000"}) {
+    std::string c(cmd);
+    ASSERT_EQ(mcr::testing::Sh("ip -n " + rig_->Name(c.substr(0, 3)) + c.substr(3)), 0) << cmd;
+  }
+  {
+    NetnsScope in(*rig_, "rly");
+    engine_->RefreshInterfaces();  // what the daemon does on the link event
+  }
+  ExpectRelayed(*rig_, *rx, "239.1.1.1", 5000, 2, 200, 15972);  // 16000 - 20 (IP) - 8 (UDP)
+  const EngineStats st = engine_->Snapshot();
+  EXPECT_EQ(Drops(st, "truncated_ip"), 0u);
+}
+
 TEST_P(EngineRelayTest, VlanSubInterface) {
   if (mcr::testing::Sh("ip -n " + rig_->Name("snd") +
                        " link add link veth0 name veth0.100 type vlan id 100 2>/dev/null") != 0)

@@ -88,7 +88,7 @@ class Receiver {
       pollfd pfd{fd_, POLLIN, 0};
       if (poll(&pfd, 1, idle_ms) <= 0) break;
       Received r;
-      r.payload.resize(9000);
+      r.payload.resize(65536);  // any UDP datagram
       iovec iov{r.payload.data(), r.payload.size()};
       alignas(cmsghdr) char ctl[256];
       sockaddr_in from{};
