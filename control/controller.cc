@@ -311,6 +311,7 @@ void Controller::OnInterfacesChanged(const std::vector<int>& deleted) {
 
 void Controller::Tick(std::chrono::steady_clock::time_point now) {
   rates_.Sample(sink_.Snapshot(), now);
+  sink_.Maintain(now);
   // A failed save (disk full, read-only) is retried until it succeeds: otherwise the file would
   // hold an older set until the next change, and a crash would bring that set back.
   if (unsaved_) (void)SaveState();

@@ -26,6 +26,9 @@ class EngineSink final : public RuleSink {
                      std::vector<std::string>* warnings) override;
   /// Rebuilds the engine's interface-bound sockets and rejoins groups on re-created interfaces.
   void RefreshInterfaces(const std::vector<int>& deleted) override;
+  /// Every kRetryInterval while a membership has failed: Sync again (and log what it did).
+  void Maintain(std::chrono::steady_clock::time_point now) override;
+  static constexpr std::chrono::seconds kRetryInterval{5};
   engine::EngineStats Snapshot() const override;
   std::vector<MembershipInfo> Memberships() const override;
 
@@ -35,6 +38,7 @@ class EngineSink final : public RuleSink {
   engine::EnginePtr engine_;
   Logger& log_;
   std::vector<engine::RuleSpec> rules_;  // the set last applied, for membership re-syncs
+  std::chrono::steady_clock::time_point last_retry_{};
 };
 
 }  // namespace mcr::control

@@ -2,6 +2,7 @@
 // The seam between the controller and the data plane. The daemon's implementation
 // (engine_sink.h) drives the engine and the group memberships; unit tests use a fake.
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ class RuleSink {
   /// Re-resolves interfaces after a link or address change; rules stay. Interfaces whose index is
   /// in `deleted` are rebuilt even if an interface of that name and index exists now.
   virtual void RefreshInterfaces(const std::vector<int>& deleted) = 0;
+  /// Called about once a second (Controller::Tick): periodic upkeep, such as retrying group
+  /// joins that failed without any event to retry them on (a kernel limit raised since).
+  virtual void Maintain(std::chrono::steady_clock::time_point /*now*/) {}
   /// Counters and state of every shard, rule, output and interface.
   virtual engine::EngineStats Snapshot() const = 0;
   /// The host's group memberships and unicast sinks for the running set, with their state.
