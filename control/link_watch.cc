@@ -34,8 +34,11 @@ int OnMessage(const nlmsghdr* nlh, void* data) {
       break;
     case RTM_DELLINK:
       changed = true;
+      // A port leaving a bridge also gets an RTM_DELLINK, of family AF_BRIDGE (its bridge
+      // port entry is gone; the link is not): only AF_UNSPEC ones are deleted links.
       if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(ifinfomsg)) {
-        state.deleted->push_back(static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(nlh))->ifi_index);
+        const auto* ifi = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(nlh));
+        if (ifi->ifi_family == AF_UNSPEC) state.deleted->push_back(ifi->ifi_index);
       }
       break;
     case RTM_NEWADDR:

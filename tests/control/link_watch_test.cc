@@ -5,6 +5,7 @@
 #include "control/link_watch.h"
 
 #include <fcntl.h>
+#include <net/if.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/rig/netns_fixture.h"
 
@@ -62,6 +64,24 @@ TEST_F(LinkWatcherTest, ReportsLinkAndAddressEvents) {
   ASSERT_EQ(Sh("ip link del a0"), 0);
   EXPECT_TRUE(watcher_->Drain()) << "link deleted";
   EXPECT_EQ(watcher_->overflows(), 0u);
+}
+
+// Deleted links are named (a re-created one must be rebuilt even under its old index); a port
+// leaving a bridge, which also sends an RTM_DELLINK, is not deleted.
+TEST_F(LinkWatcherTest, NamesDeletedLinksButNotPortsLeavingABridge) {
+  ASSERT_EQ(Sh("ip link add a0 type veth peer name b0"), 0);
+  if (Sh("ip link add br0 type bridge") != 0) GTEST_SKIP() << "no bridge support";
+  const int a0 = static_cast<int>(if_nametoindex("a0"));
+  const int b0 = static_cast<int>(if_nametoindex("b0"));
+  ASSERT_GT(a0, 0);
+  ASSERT_EQ(Sh("ip link set a0 master br0"), 0);
+  ASSERT_EQ(Sh("ip link set a0 nomaster"), 0);
+  (void)watcher_->Drain();
+  EXPECT_THAT(watcher_->TakeDeleted(), ::testing::IsEmpty());
+  ASSERT_EQ(Sh("ip link del a0"), 0);  // takes its peer b0 with it
+  EXPECT_TRUE(watcher_->Drain());
+  EXPECT_THAT(watcher_->TakeDeleted(), ::testing::UnorderedElementsAre(a0, b0));
+  EXPECT_THAT(watcher_->TakeDeleted(), ::testing::IsEmpty()) << "taken once";
 }
 
 TEST_F(LinkWatcherTest, OverflowIsReportedAsAChangeAndTheSocketKeepsWorking) {
