@@ -52,19 +52,18 @@ void EngineSink::RefreshInterfaces(const std::vector<int>& deleted) {
 
 void EngineSink::Maintain(std::chrono::steady_clock::time_point now) {
   if (now - last_retry_ < kRetryInterval) return;
-  const std::vector<MembershipInfo> before = memberships_.Describe();
-  const auto failed = [](const std::vector<MembershipInfo>& v) {
+  const auto failed = [this] {
+    const std::vector<MembershipInfo> v = memberships_.Describe();
     return std::count_if(v.begin(), v.end(), [](const MembershipInfo& m) {
       return m.state == MembershipInfo::State::kFailed;
     });
   };
-  const auto n = failed(before);
+  const auto n = failed();
   if (n == 0) return;
   last_retry_ = now;
-  const absl::Status s = memberships_.Sync(rules_);
-  const auto left = failed(memberships_.Describe());
+  (void)memberships_.Sync(rules_);  // the failures were logged when they first happened
+  const auto left = failed();
   if (left < n) log_.Info("retried failed group memberships: %d of %d now joined", n - left, n);
-  (void)s;  // the failures were logged when they first happened
 }
 
 engine::EngineStats EngineSink::Snapshot() const { return engine_->Snapshot(); }

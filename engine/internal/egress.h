@@ -7,7 +7,6 @@
 
 #include <array>
 #include <cstdint>
-#include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"

@@ -135,7 +135,6 @@ class RecvBuffers {
 
   uint16_t bgid() const { return bgid_; }
   const uint8_t* Buffer(uint32_t bid) const { return data_ + size_t{bid} * size_; }
-  uint32_t size() const { return size_; }
   /// Queues buffer `bid` for return; Publish() makes the queued ones visible to the kernel.
   void Recycle(uint32_t bid) noexcept;
   void Publish() noexcept;

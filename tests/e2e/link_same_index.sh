@@ -31,11 +31,7 @@ relay() {
     --count "$1" --rate 2000 >/dev/null
   wait "$rpid" || rig_fail "relayed $(sed -n '/^{/,$p' "$RIG_TMP/recv.log" | jq -c '{unique, lost}')"
 }
-# member: whether the relay's namespace is a member of 239.1.1.1 (010101EF there) on in0.
-member() {
-  rig_exec rly awk '/^[0-9]/ { dev = $2 } dev == "in0" && $1 == "010101EF" { f = 1 } END { exit !f }' \
-    /proc/net/igmp
-}
+member() { rig_igmp_member rly in0 239.1.1.1; }
 relay 200
 member || rig_fail "not a member of 239.1.1.1 on in0"
 index=$(ip -n "$RLY" -j link show in0 | jq '.[0].ifindex')

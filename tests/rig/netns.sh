@@ -146,6 +146,16 @@ rig_bg() {
   RIG_PIDS+=("$RIG_LAST_PID")
 }
 
+# rig_igmp_member ROLE IF GROUP: whether ROLE's namespace is a member of the IPv4 multicast
+# GROUP on IF, as the kernel lists it in /proc/net/igmp (which prints the group as the raw
+# big-endian word in hex: 239.1.1.1 is 010101EF on a little-endian host).
+rig_igmp_member() {
+  local hex
+  hex=$(printf '%02X%02X%02X%02X' $(tr . ' ' <<<"$3" | awk '{ print $4, $3, $2, $1 }'))
+  rig_exec "$1" awk -v dev_want="$2" -v hex="$hex" \
+    '/^[0-9]/ { dev = $2 } dev == dev_want && $1 == hex { f = 1 } END { exit !f }' /proc/net/igmp
+}
+
 # rig_wait_file PATH [SECONDS]: waits until PATH exists (e.g. a control socket). Fails on timeout.
 rig_wait_file() {
   local path=$1 secs=${2:-10} i
