@@ -780,7 +780,8 @@ def search_zero_loss(try_rate: Callable, start: float, cap: float, *, search_cou
         if r < floor:
             break
         ok, tr = try_rate(r, search_count, "search")
-        steps.append({"rate": r, "send_pps": tr.get("send_pps"), "zero_loss": ok})
+        steps.append({"rate": r, "send_pps": tr.get("send_pps"), "zero_loss": ok,
+                      **({"where": tr["where"]} if "where" in tr else {})})
         if ok:
             lo = r
             if hi is None:

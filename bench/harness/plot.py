@@ -3,7 +3,8 @@
 
   plot.py RESULTS.json OUTDIR            delivered_vs_offered.png, cpu_per_packet.png,
                                          latency.png, fanout_streams.png
-  plot.py --shards SHARDS.json OUTDIR    shard_scaling.png (from bench/harness/shard_scaling.sh)
+  plot.py --shards SHARDS.json... OUTDIR shard_scaling.png (from bench/harness/shard_scaling.sh;
+                                         several runs are drawn side by side)
 
 The data files gnuplot reads are written next to the PNGs (*.dat), so a plot can be redrawn or
 read as text.
@@ -189,41 +190,70 @@ unset multiplot
 """, outdir)
 
 
-def shard_plot(d: dict, outdir: str) -> None:
-    rows = [r for r in d.get("rows", []) if r.get("zero_loss_pps")]
-    if not rows:
+def shard_plot(runs: list, outdir: str) -> None:
+    """Zero-loss rate and speed-up against shards, one line per shard_scaling.sh run. The
+    senders' full-blast rate is drawn too: where a point sits on it, the senders (not mcrd) set
+    the figure, which is then a lower bound."""
+    left, right = [], []
+    n = 0
+    for i, d in enumerate(runs):
+        rows = [r for r in d.get("rows", []) if r.get("zero_loss_pps")]
+        base = next((r["zero_loss_pps"] for r in rows if r["shards"] == 1), None)
+        if not rows or not base:
+            continue
+        n = max(n, max(r["shards"] for r in rows))
+        p = d.get("placement", {})
+        label = (f"{d.get('flows')} flows, senders on {len(p.get('sender_cpus', []))} CPUs"
+                 + (f" (run {i + 1})" if len(runs) > 1 else ""))
+        f = write(outdir, f"shard_scaling_{i + 1}.dat" if len(runs) > 1 else "shard_scaling.dat",
+                  ["# shards zero_loss_pps speedup senders_full_blast_pps"] +
+                  [f"{r['shards']} {r['zero_loss_pps']:.0f} {r['zero_loss_pps'] / base:.3f} "
+                   f"{r.get('blast_send_pps', 0):.0f}" for r in rows])
+        lt = f"lt {i + 1}"
+        left += [f"'{f}' using 1:($2/1e6) with linespoints {lt} lw 2 pt 7 title '{label}'",
+                 f"'{f}' using 1:($4/1e6) with lines {lt} dt 3 lw 1 notitle"]
+        right.append(f"'{f}' using 1:3 with linespoints {lt} lw 2 pt 7 notitle")
+    if not left:
         return
-    base = next((r["zero_loss_pps"] for r in rows if r["shards"] == 1), None)
-    f = write(outdir, "shard_scaling.dat", ["# shards zero_loss_pps speedup"] +
-              [f"{r['shards']} {r['zero_loss_pps']:.0f} {r['zero_loss_pps'] / base if base else 0:.3f}"
-               for r in rows])
+    d = runs[0]
     gnuplot(f"""{TERM}
+set terminal pngcairo size 1200,560 font "DejaVu Sans,11" noenhanced
 set output 'shard_scaling.png'
-set title 'mcrd zero-loss rate against shards, {d.get("flows")} flows, {d.get("size")}-byte payloads ({d.get("host", {}).get("cpus")} CPUs)'
+set multiplot layout 1,2 title 'mcrd shard scaling, {d.get("size")}-byte payloads, {d.get("host", {}).get("cpus")} CPUs ({d.get("host", {}).get("cpu_model")})'
 set xlabel 'shards'
-set ylabel 'speed-up over 1 shard'
 set grid
 set key top left
-set xrange [0.5:{max(r['shards'] for r in rows) + 0.5}]
+set xrange [0.5:{n + 0.5}]
 set yrange [0:*]
-plot '{f}' using 1:3 with linespoints lw 2 pt 7 lc rgb '{COLOR["mcrd"]}' title 'mcrd', \\
+set title 'zero-loss rate (dotted: what the senders reached unpaced)'
+set ylabel 'million packets/s, all flows'
+plot {", ".join(left)}
+set title 'speed-up over 1 shard (same run)'
+set ylabel 'x one shard'
+plot {", ".join(right)}, \\
      x with lines dt 2 lc rgb '#888888' title 'linear', \\
      0.75*x with lines dt 3 lc rgb '#d62728' title 'target: 6x at 8 shards'
+unset multiplot
 """, outdir)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("json")
+    ap.add_argument("json", nargs="+", help="with --shards, one or more shard_scaling.sh results")
     ap.add_argument("outdir")
     ap.add_argument("--shards", action="store_true", help="JSON is a shard_scaling.sh result")
     a = ap.parse_args()
-    with open(a.json) as f:
-        d = json.load(f)
+    docs = []
+    for path in a.json:
+        with open(path) as f:
+            docs.append(json.load(f))
     os.makedirs(a.outdir, exist_ok=True)
     if a.shards:
-        shard_plot(d, a.outdir)
+        shard_plot(docs, a.outdir)
         return 0
+    if len(docs) > 1:
+        ap.error("several JSON files only with --shards")
+    d = docs[0]
     title = " (QUICK smoke run)" if d.get("quick") else ""
     for fn in (sweep_plot, cpu_plot, latency_plot, scaling_plot):
         try:
