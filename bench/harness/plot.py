@@ -204,7 +204,7 @@ def shard_plot(runs: list, outdir: str) -> None:
         n = max(n, max(r["shards"] for r in rows))
         p = d.get("placement", {})
         label = (f"{d.get('flows')} flows, senders on {len(p.get('sender_cpus', []))} CPUs"
-                 + (f" (run {i + 1})" if len(runs) > 1 else ""))
+                 + (f" ({d['_file']})" if len(runs) > 1 else ""))
         f = write(outdir, f"shard_scaling_{i + 1}.dat" if len(runs) > 1 else "shard_scaling.dat",
                   ["# shards zero_loss_pps speedup senders_full_blast_pps"] +
                   [f"{r['shards']} {r['zero_loss_pps']:.0f} {r['zero_loss_pps'] / base:.3f} "
@@ -247,6 +247,7 @@ def main() -> int:
     for path in a.json:
         with open(path) as f:
             docs.append(json.load(f))
+        docs[-1]["_file"] = os.path.splitext(os.path.basename(path))[0]  # the legend's name
     os.makedirs(a.outdir, exist_ok=True)
     if a.shards:
         shard_plot(docs, a.outdir)

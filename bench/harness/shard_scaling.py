@@ -84,7 +84,7 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
         recvs.append(Proc(rig.cmd("rcv", [mcrgen, "recv", "--group", g, "--port", p, "--interface",
                                           "veth0", "--expect", per_count, "--timeout",
                                           f"{est * 2 + 10:.1f}", "--idle-exit", 0.5, "--json",
-                                          "--ready-file", ready],
+                                          "--ready-file", ready, *args.recv_arg],
                                   args.receiver_cpus[j % len(args.receiver_cpus)]),
                           rig.unique("recv.json")))
     end = time.monotonic() + 20
@@ -201,6 +201,8 @@ def main() -> int:
     ap.add_argument("--mcrd-arg", action="append", default=[])
     ap.add_argument("--send-arg", action="append", default=[],
                     help="extra mcrgen send argument, repeatable (e.g. --send-arg=--no-gso)")
+    ap.add_argument("--recv-arg", action="append", default=[],
+                    help="extra mcrgen recv argument, repeatable (e.g. --recv-arg=--spin-us=200)")
     args = ap.parse_args()
     shard_counts = [int(x) for x in args.shards.split(",")]
     shard_cpus = cpu_list(args.shard_cpus)
@@ -217,6 +219,7 @@ def main() -> int:
                          "receiver_cpus": args.receiver_cpus, "control_cpu": args.control_cpu},
            "search_count": args.search_count, "confirm_count": args.confirm_count,
            "mcrd_args": args.mcrd_arg, "send_args": args.send_arg,
+           "recv_args": args.recv_arg,
            "background_busy_cpus": [], "rows": []}
 
     def save():

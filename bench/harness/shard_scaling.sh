@@ -27,6 +27,7 @@
 #   --confirm-count N    packets of the confirming run (default 800000)
 #   --quick              tiny counts: checks that it runs, measures nothing
 #   --mcrd-arg ARG       extra mcrd supervisor argument (repeatable)
+#   --recv-arg ARG       extra mcrgen recv argument (repeatable), e.g. --recv-arg=--spin-us=200
 #   -h, --help           this text
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,8 +50,10 @@ while [ $# -gt 0 ]; do
     --confirm-count) py+=(--confirm-count "$2"); shift 2 ;;
     --quick) py+=(--search-count 4000 --confirm-count 8000 --precision 2 --max-steps 2); shift ;;
     --mcrd-arg) py+=("--mcrd-arg=$2"); shift 2 ;;
+    --recv-arg) py+=("--recv-arg=$2"); shift 2 ;;
+    --recv-arg=*) py+=("--recv-arg=${1#--recv-arg=}"); shift ;;
     --mcrd-arg=*) py+=("--mcrd-arg=${1#--mcrd-arg=}"); shift ;;
-    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "shard_scaling: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
