@@ -60,16 +60,19 @@ def round_rate(r: float) -> int:
 
 
 def read_cpu_idle() -> dict:
-    """Returns {'all': idle+iowait ticks, 'n': online CPUs} from /proc/stat."""
+    """Returns {'idle': idle+iowait ticks, 'n': online CPUs, 'steal': {cpu: ticks}} from
+    /proc/stat. Steal is time the hypervisor ran something else while this vCPU wanted to run."""
     n = 0
     idle = 0
+    steal = {}
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("cpu") and not line.startswith("cpu "):
                 p = line.split()
                 n += 1
                 idle += int(p[4]) + int(p[5])
-    return {"idle": idle, "n": n}
+                steal[int(p[0][3:])] = int(p[8]) if len(p) > 8 else 0
+    return {"idle": idle, "n": n, "steal": steal}
 
 
 def proc_ticks(pid: int) -> Optional[int]:

@@ -151,6 +151,11 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
     send_pps_total = sent_total / longest if longest else 0.0
     el = t1 - t0
     busy = max(0.0, el * cpu0["n"] - (cpu1["idle"] - cpu0["idle"]) / USER_HZ)
+    # Steal on the shards' CPUs: a vCPU the hypervisor did not run drops packets that no code
+    # of ours can keep (seconds of steal over the trial's elapsed time, summed over the CPUs).
+    shard_cpus = [int(c) for c in str(relay.cpus).split(",")]
+    shard_steal = sum(cpu1["steal"].get(c, 0) - cpu0["steal"].get(c, 0) for c in shard_cpus)
+    all_steal = sum(cpu1["steal"].values()) - sum(cpu0["steal"].values())
     counters = {k: after[k] - before.get(k, 0) for k in after
                 if isinstance(after[k], int) and k in before}
     rcvbuf_errors = rig.udp("rcv").get("RcvbufErrors", 0) - rcv0
@@ -159,7 +164,8 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
     # the shards read it only once a second), output_packets what they sent on.
     where = {"sent": sent_total, "relay_in": counters.get("rule_packets"),
              "relay_out": counters.get("output_packets"), "unique": unique_total,
-             "receiver_overflow": rcvbuf_errors}
+             "receiver_overflow": rcvbuf_errors,
+             "shard_steal_ms": round(shard_steal / USER_HZ * 1e3, 1)}
     res = {"kind": kind, "rate_requested": int(rate), "count": per_count * f_n, "sent": sent_total,
            "send_pps": round(send_pps_total, 1), "unique": unique_total,
            "delivered_fraction": round(unique_total / sent_total, 6) if sent_total else 0.0,
@@ -168,13 +174,16 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
            "in_order": all(f["in_order"] for f in per_flow), "aborted": aborted,
            "relay_cpu_us_per_pkt": round((r_ns1 - r_ns0) / 1e3 / unique_total, 4) if unique_total else None,
            "machine_busy_cpus": round(busy / el, 3) if el else None,
+           "steal_cpus": round(all_steal / USER_HZ / el, 4) if el else None,
+           "shard_steal_cpus": round(shard_steal / USER_HZ / el, 4) if el else None,
            "where": where, "relay_counters": counters, "per_flow": per_flow}
     log(f"{relay.cpus:>8} {kind:<8} rate {int(rate) or 'max':>8} sent {sent_total:>8} @ "
         f"{send_pps_total / 1e3:8.1f}k got {unique_total:>8} ({100 * res['delivered_fraction']:6.2f}%)"
         f" in order {res['in_order']}" + (f" [aborted: {aborted}]" if aborted else "")
         + ("" if unique_total == sent_total else
            f" (relay took {where['relay_in']}, sent on {where['relay_out']},"
-           f" receiver overflow {rcvbuf_errors})"))
+           f" receiver overflow {rcvbuf_errors}, steal on the shards' CPUs"
+           f" {where['shard_steal_ms']} ms)"))
     return res
 
 

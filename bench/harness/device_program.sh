@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# What to run on the 16-core test machine the next time it is lent, as one call. The loan is 15
+# minutes per session, start-up included, so the program keeps to a time budget: each step runs
+# only if its estimate fits what is left, in order of what the performance issue still lacks.
+#
+#   1. The 2-CPU targets where nothing shares a CPU: scripts/bench.sh at 1200 bytes, mcrd,
+#      the kernel path and socat, relay / sender / receiver each on a CPU of its own. On the
+#      2-CPU VM the relay shares with the receiver, and the recv-mode tail and fan-out figures
+#      carry that (docs/PERFORMANCE.md, "What the numbers say").
+#   2. Shard scaling with the default placement (bench/harness/shard_scaling.sh).
+#   3. One shard, 16 flows, interleaved: default against --busy-poll-us=50. Busy polling passed
+#      400k-packet trials at 0.66M pps but lost over 800k; each trial now records steal time.
+#
+# Prepare here (binaries and tools with their libraries; .rig/ is git-ignored and travels only
+# when named in the call's carry list):
+#   ../shared/rig/carry-netns-tools.sh .rig build/bin/mcrd build/bin/mcrctl build/bin/mcrgen \
+#       /usr/sbin/ethtool
+# There, as root, in the checkout:
+#   bench/harness/device_program.sh --bin .rig/bin --out "$OUT" --budget 480
+# Everything lands in OUT/results.tgz plus OUT/log.txt (the call returns at most 8 files).
+#
+# Usage: bench/harness/device_program.sh [--bin DIR] [--out DIR] [--budget SECONDS] [--tiny]
+#   --tiny   seconds-long versions of every step, to check the program on any machine
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin="" out="" budget=480 tiny=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bin) bin=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --budget) budget=$2; shift 2 ;;
+    --tiny) tiny=1; shift ;;
+    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "device_program: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "device_program: needs root (network namespaces)" >&2; exit 77; }
+[ -n "$bin" ] && [ -n "$out" ] || { echo "device_program: --bin and --out are required" >&2; exit 2; }
+[ -d "$root/.rig/bin" ] && export PATH=$root/.rig/bin:$PATH
+bin=$(cd "$bin" && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d /tmp/mcr-device.XXXXXX)
+exec > >(tee "$out/log.txt") 2>&1
+t0=$(date +%s)
+left() { echo $((budget - ($(date +%s) - t0))); }
+
+pack() { tar czf "$out/results.tgz" -C "$work" . 2>/dev/null; }
+trap 'pack; rm -rf "$work"' EXIT
+
+step() {  # step NAME ESTIMATE_S COMMAND...: runs COMMAND under a timeout if ESTIMATE_S fits
+  local name=$1 est=$2; shift 2
+  local l; l=$(left)
+  if [ "$l" -lt "$est" ]; then
+    echo "== skip $name: needs ~${est}s, ${l}s left"
+    return
+  fi
+  echo "== $name ($(($(date +%s) - t0)) s in, ${l}s left): $*"
+  timeout -k 5 "$l" "$@"
+  echo "== $name rc=$? ($(($(date +%s) - t0)) s in)"
+  pack
+}
+
+{
+  date -u; uname -a; nproc; lscpu 2>/dev/null | grep -E 'Model name|Core|Thread|NUMA'
+  head -1 /proc/stat
+  sysctl net.core.rmem_max net.core.netdev_max_backlog 2>/dev/null
+  for t in ip socat smcrouted ethtool taskset python3 gnuplot; do
+    printf '%s: %s\n' "$t" "$(command -v "$t" || echo missing)"
+  done
+} | tee "$work/facts.txt"
+
+ncpu=$(python3 -c 'import os; print(len(os.sched_getaffinity(0)))')
+first=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+h=$((ncpu / 2)); q=$((ncpu * 3 / 8))
+relay_cpu=$((first + h)) sender_cpu=$first receiver_cpu=$((first + q))
+if [ "$ncpu" -lt 4 ]; then relay_cpu=$((first + ncpu - 1)) sender_cpu=$first receiver_cpu=$relay_cpu; fi
+
+if [ "$tiny" -eq 1 ]; then
+  bench_args=(--quick) scaling_args=(--quick --shards 1,2) one=(--quick --shards 1)
+  est_bench=60 est_scaling=30 est_one=15
+else
+  bench_args=(--set rounds=1) scaling_args=() one=(--shards 1 --flows 16)
+  est_bench=240 est_scaling=75 est_one=25
+fi
+
+# 1. The comparison at 1200 bytes with relay, sender and receiver on CPUs of their own.
+step bench "$est_bench" "$root/scripts/bench.sh" --bin "$bin" --out "$work/bench" --no-plots \
+  --sizes 1200 --parts comparison,mcrd_recv,latency_vs_rate,fanout \
+  --cpus "$relay_cpu" --sender-cpu "$sender_cpu" --receiver-cpu "$receiver_cpu" "${bench_args[@]}"
+# 2. Shard scaling, default placement.
+step scaling "$est_scaling" "$here/shard_scaling.sh" --bin "$bin" --out "$work/scaling" \
+  "${scaling_args[@]}"
+# 3. One shard: busy polling against none, interleaved, steal recorded per trial.
+for i in 1 2; do
+  step "one-shard-default-$i" "$est_one" "$here/shard_scaling.sh" --bin "$bin" \
+    --out "$work/one-default-$i" "${one[@]}"
+  step "one-shard-busy-poll-$i" "$est_one" "$here/shard_scaling.sh" --bin "$bin" \
+    --out "$work/one-busy-poll-$i" "${one[@]}" --mcrd-arg=--busy-poll-us=50
+done
+echo "== done ($(($(date +%s) - t0)) s): $out/results.tgz"
