@@ -104,6 +104,9 @@ struct ShardStats {
   /// Recv mode: receives that found every buffer of the shard in use (frames wait in the socket
   /// queue meanwhile; any loss then shows in kernel_drops).
   uint64_t no_buffer = 0;
+  /// Send system calls of the shard's egress. Datagrams sent ÷ this is how many a call carried
+  /// on average (UDP GSO runs): it grows when a shard is behind and takes several blocks at once.
+  uint64_t send_calls = 0;
   double busy_ratio = 0;  // share of wall time spent working rather than waiting, last interval
   /// The shard thread's scheduler slice as the kernel reports it (sched_getattr), nanoseconds;
   /// 0 if it could not be read.

@@ -34,6 +34,7 @@ enum Family : size_t {
   kKernelDrops,
   kSocketErrors,
   kShardNoBuffer,
+  kShardSendCalls,
   kRules,
   kShards,
   kInterfaceUp,
@@ -84,6 +85,9 @@ constexpr std::array<MetricInfo, kFamilyCount> kCatalog{{
     {"mcr_shard_recv_no_buffer_total", kCounter, "shard,cpu",
      "Recv mode: receives that found all of the shard's buffers in use; frames wait in the "
      "socket queue meanwhile, and any loss shows in mcr_interface_kernel_drops_total."},
+    {"mcr_shard_send_calls_total", kCounter, "shard,cpu",
+     "Send system calls made by the shard for its outputs. Datagrams sent divided by this is "
+     "how many one call carried (UDP GSO runs); it rises when the shard is behind."},
     {"mcr_rules", kGauge, "", "Rules installed."},
     {"mcr_shards", kGauge, "", "Shards: pinned data-plane threads, one per CPU."},
     {"mcr_interface_up", kGauge, "interface",
@@ -189,6 +193,7 @@ std::vector<prometheus::MetricFamily> BuildFamilies(const engine::EngineStats& s
     for (const auto& [interface, n] : s.socket_errors)
       Add(f[kSocketErrors], {{"interface", interface}, {"shard", shard}}, static_cast<double>(n));
     Add(f[kShardNoBuffer], {{"shard", shard}, {"cpu", cpu}}, static_cast<double>(s.no_buffer));
+    Add(f[kShardSendCalls], {{"shard", shard}, {"cpu", cpu}}, static_cast<double>(s.send_calls));
   }
 
   Add(f[kRules], {}, static_cast<double>(stats.rules.size()));

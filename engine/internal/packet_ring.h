@@ -84,22 +84,30 @@ class PacketRing {
   int fd() const { return fd_; }
   int ifindex() const { return ifindex_; }
 
-  /// The next block the kernel has handed to user space, or nullptr. The block stays ours until
-  /// ReleaseBlock(); frames in it may be referenced by sends until then.
-  tpacket_block_desc* NextBlock() const noexcept {
-    auto* bd = reinterpret_cast<tpacket_block_desc*>(map_ + size_t{current_} * block_size_);
+  /// The block `ahead` places after the oldest one not yet released, if the kernel has handed
+  /// it to user space, else nullptr. The kernel hands blocks over in ring order, so blocks
+  /// 0..ahead-1 must have been seen first. A block stays ours until ReleaseBlocks(); frames in
+  /// it may be referenced by sends until then. `ahead` < block_count().
+  tpacket_block_desc* PeekBlock(uint32_t ahead = 0) const noexcept {
+    uint32_t i = current_ + ahead;
+    if (i >= block_count_) i -= block_count_;
+    auto* bd = reinterpret_cast<tpacket_block_desc*>(map_ + size_t{i} * block_size_);
     // Acquire: the kernel fills the block, then publishes TP_STATUS_USER.
     uint32_t status = std::atomic_ref<uint32_t>(bd->hdr.bh1.block_status)
                           .load(std::memory_order_acquire);
     return (status & TP_STATUS_USER) ? bd : nullptr;
   }
-  /// Hands the current block back to the kernel and advances. Every send pointing into it must
-  /// have completed.
-  void ReleaseBlock(tpacket_block_desc* bd) noexcept {
-    std::atomic_ref<uint32_t>(bd->hdr.bh1.block_status)
-        .store(TP_STATUS_KERNEL, std::memory_order_release);
-    current_ = (current_ + 1 == block_count_) ? 0 : current_ + 1;
+  /// Hands the `n` oldest held blocks back to the kernel, in ring order. Every send pointing
+  /// into them must have completed.
+  void ReleaseBlocks(uint32_t n) noexcept {
+    for (uint32_t k = 0; k < n; ++k) {
+      auto* bd = reinterpret_cast<tpacket_block_desc*>(map_ + size_t{current_} * block_size_);
+      std::atomic_ref<uint32_t>(bd->hdr.bh1.block_status)
+          .store(TP_STATUS_KERNEL, std::memory_order_release);
+      current_ = (current_ + 1 == block_count_) ? 0 : current_ + 1;
+    }
   }
+  uint32_t block_count() const { return block_count_; }
 
  private:
   PacketRing() = default;

@@ -145,7 +145,7 @@ class Shard::Loop {
   static constexpr unsigned kRingEntries = 512;
   // Ring mode: blocks taken from one input's ring per pass (see Run). A default block holds
   // ~100 full-size frames, so a pass stays well under a millisecond.
-  static constexpr unsigned kBlocksPerPass = 4;
+  static constexpr uint32_t kBlocksPerPass = 4;
 
   struct Input {
     uint32_t id = 0;
@@ -311,7 +311,7 @@ class Shard::Loop {
     do {
       if (!cfg_.recv_mode) {
         for (const auto& in : inputs_)
-          if (in.ring->NextBlock() != nullptr) return true;
+          if (in.ring->PeekBlock() != nullptr) return true;
       }
       io_uring_get_events(&ring_);
       if (io_uring_cq_ready(&ring_) != 0) return true;
@@ -321,13 +321,23 @@ class Shard::Loop {
 
   // Handles up to kBlocksPerPass closed blocks of `in`'s ring; sets *more if it stopped with
   // closed blocks left. Returns the number of frames handled.
+  //
+  // The blocks of one pass are sent with one Flush: when the shard is behind, each output's
+  // datagrams from all of them go out as one GSO run instead of one per block, so a shard
+  // gets cheaper per packet as its backlog grows. When it keeps up, a pass has one block and
+  // nothing waits longer than before.
   uint64_t DrainRing(Input& in, bool* more) noexcept {
     uint64_t frames = 0;
     bool losing = false;
-    for (unsigned blocks = 0;; ++blocks) {
-      tpacket_block_desc* bd = in.ring->NextBlock();
+    PassTally tally;
+    // Never hold more than half the ring: the kernel keeps filling the rest meanwhile.
+    const uint32_t limit =
+        std::min<uint32_t>(kBlocksPerPass, std::max(1u, in.ring->block_count() / 2));
+    uint32_t blocks = 0;
+    for (;; ++blocks) {
+      tpacket_block_desc* bd = in.ring->PeekBlock(blocks);
       if (bd == nullptr) break;
-      if (blocks == kBlocksPerPass) {
+      if (blocks == limit) {
         *more = true;
         break;
       }
@@ -335,18 +345,19 @@ class Shard::Loop {
       const uint32_t n = bd->hdr.bh1.num_pkts;
       auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +
                                                       bd->hdr.bh1.offset_to_first_pkt);
-      PassTally tally;
-      tally.received = n;
+      tally.received += n;
       for (uint32_t k = 0; k < n; ++k) {
         Process(reinterpret_cast<const uint8_t*>(h) + h->tp_mac, h->tp_snaplen, in, tally);
         h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(h) +
                                                   h->tp_next_offset);
       }
-      // Sends are synchronous: once Flush returns nothing refers to the block any more.
-      egress_.Flush();
-      in.ring->ReleaseBlock(bd);
-      Publish(tally);
       frames += n;
+    }
+    if (blocks != 0) {
+      // Sends are synchronous: once Flush returns nothing refers to the blocks any more.
+      egress_.Flush();
+      in.ring->ReleaseBlocks(blocks);
+      Publish(tally);
     }
     // The kernel marks every block it closes while its drop count is unread. Take the count now
     // rather than at the next tick: the drop counters then follow an overflow as it happens,

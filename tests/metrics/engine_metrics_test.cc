@@ -65,6 +65,7 @@ engine::EngineStats SampleStats() {
   s0.kernel_drops = {{"in0", 5}, {"in1", 0}};
   s0.socket_errors = {{"in0", 2}, {"in1", 0}};
   s0.no_buffer = 11;
+  s0.send_calls = 40;
   s0.busy_ratio = 0.25;
   engine::ShardStats s1 = s0;
   s1.index = 1;
@@ -76,6 +77,7 @@ engine::EngineStats SampleStats() {
   s1.kernel_drops = {{"in0", 0}, {"in1", 9}};
   s1.socket_errors = {{"in0", 0}, {"in1", 1}};
   s1.no_buffer = 0;
+  s1.send_calls = 0;
   s1.busy_ratio = 0.5;
   st.shards = {s0, s1};
 
@@ -242,6 +244,9 @@ TEST(BuildFamiliesTest, ShardSeries) {
   const auto& no_buffer = Find(families, "mcr_shard_recv_no_buffer_total");
   EXPECT_EQ(Value(no_buffer, {{"shard", "0"}, {"cpu", "2"}}), 11);
   EXPECT_EQ(Value(no_buffer, {{"shard", "1"}, {"cpu", "3"}}), 0);
+  const auto& send_calls = Find(families, "mcr_shard_send_calls_total");
+  EXPECT_EQ(Value(send_calls, {{"shard", "0"}, {"cpu", "2"}}), 40);
+  EXPECT_EQ(Value(send_calls, {{"shard", "1"}, {"cpu", "3"}}), 0);
 }
 
 TEST(BuildFamiliesTest, InventoryGauges) {
