@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -89,6 +90,7 @@ class PacketRing {
   /// 0..ahead-1 must have been seen first. A block stays ours until ReleaseBlocks(); frames in
   /// it may be referenced by sends until then. `ahead` < block_count().
   tpacket_block_desc* PeekBlock(uint32_t ahead = 0) const noexcept {
+    assert(ahead < block_count_);
     uint32_t i = current_ + ahead;
     if (i >= block_count_) i -= block_count_;
     auto* bd = reinterpret_cast<tpacket_block_desc*>(map_ + size_t{i} * block_size_);
