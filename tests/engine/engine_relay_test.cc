@@ -81,6 +81,26 @@ uint64_t Drops(const EngineStats& st, const std::string& reason) {
   return n;
 }
 
+// Pins the calling thread to one CPU until destroyed, then restores its CPU set.
+class CpuPin {
+ public:
+  explicit CpuPin(int cpu) {
+    sched_getaffinity(0, sizeof saved_, &saved_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ok_ = sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  ~CpuPin() { sched_setaffinity(0, sizeof saved_, &saved_); }
+  CpuPin(const CpuPin&) = delete;
+  CpuPin& operator=(const CpuPin&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  cpu_set_t saved_;
+  bool ok_ = false;
+};
+
 // Counters are published by the shard after each pass; wait until `pred` holds or 3 s pass.
 template <typename Pred>
 EngineStats WaitStats(const Engine& e, Pred pred) {
@@ -1078,44 +1098,27 @@ TEST_P(EngineRingTest, RingDropsAreCountedWhileTheRingOverflowsNotAtTheNextTick)
   constexpr int kBursts = 20, kSegments = 64, kTail = 10;
   {
     NetnsScope in(*rig_, "snd");
-    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(fd, 0);
-    const absl::Cleanup close_fd = [fd] { close(fd); };
-    ip_mreqn m{};
-    m.imr_ifindex = static_cast<int>(if_nametoindex("veth0"));
-    ASSERT_EQ(setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m), 0);
-    const int ttl = 8, gso = 1000;
-    ASSERT_EQ(setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl), 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(5000);
-    sa.sin_addr.s_addr = inet_addr("239.1.1.1");
-    // Each burst is one UDP GSO send that the veth splits into 64 frames, delivered to the
-    // capture ring in one softirq run on this CPU. Pinned to the shard's CPU, nothing drains
-    // the 2-block ring during it: every burst overflows it.
-    cpu_set_t all, cpu0;
-    sched_getaffinity(0, sizeof all, &all);
-    CPU_ZERO(&cpu0);
-    CPU_SET(0, &cpu0);
-    ASSERT_EQ(sched_setaffinity(0, sizeof cpu0, &cpu0), 0);
-    absl::Cleanup unpin = [&all] { sched_setaffinity(0, sizeof all, &all); };
-    std::vector<uint8_t> burst(size_t{kSegments} * gso, 0x5a);
-    ASSERT_EQ(setsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso, sizeof gso), 0);
-    for (int b = 0; b < kBursts; ++b) {
-      ASSERT_EQ(sendto(fd, burst.data(), burst.size(), 0, reinterpret_cast<sockaddr*>(&sa),
-                       sizeof sa),
-                static_cast<ssize_t>(burst.size()))
-          << strerror(errno);
-      std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    Sender tx("veth0");
+    constexpr int kGso = 1000;
+    {
+      // Each burst is one UDP GSO send that the veth splits into 64 frames, delivered to the
+      // capture ring in one softirq run on this CPU. Pinned to the shard's CPU, nothing drains
+      // the 2-block ring during it: every burst overflows it.
+      CpuPin pin(0);
+      ASSERT_TRUE(pin.ok());
+      tx.SetGso(kGso);
+      const std::vector<uint8_t> burst(size_t{kSegments} * kGso, 0x5a);
+      for (int b = 0; b < kBursts; ++b) {
+        tx.Send("239.1.1.1", 5000, burst);
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      }
     }
-    std::move(unpin).Invoke();
     // A few spaced datagrams after the bursts: the blocks they fill close with the kernel's
     // losing mark if drops are still unread.
-    const int off = 0;
-    ASSERT_EQ(setsockopt(fd, SOL_UDP, UDP_SEGMENT, &off, sizeof off), 0);
+    tx.SetGso(0);
+    const std::vector<uint8_t> one(kGso, 0x5a);
     for (int t = 0; t < kTail; ++t) {
-      ASSERT_EQ(sendto(fd, burst.data(), gso, 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa),
-                gso);
+      tx.Send("239.1.1.1", 5000, one);
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
@@ -1165,25 +1168,10 @@ TEST_P(EngineRingTest, AShardBehindSendsSeveralBlocksPerCallAndKeepsOrder) {
     constexpr int kBursts = 20, kSize = 1000;
     {
       NetnsScope in(*rig_, "snd");
-      const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      ASSERT_GE(fd, 0);
-      const absl::Cleanup close_fd = [fd] { close(fd); };
-      ip_mreqn m{};
-      m.imr_ifindex = static_cast<int>(if_nametoindex("veth0"));
-      ASSERT_EQ(setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m), 0);
-      const int ttl = 8, gso = kSize;
-      ASSERT_EQ(setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl), 0);
-      ASSERT_EQ(setsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso, sizeof gso), 0);
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_port = htons(5000);
-      sa.sin_addr.s_addr = inet_addr("239.1.1.1");
-      cpu_set_t all, cpu0;
-      sched_getaffinity(0, sizeof all, &all);
-      CPU_ZERO(&cpu0);
-      CPU_SET(0, &cpu0);
-      ASSERT_EQ(sched_setaffinity(0, sizeof cpu0, &cpu0), 0);
-      absl::Cleanup unpin = [&all] { sched_setaffinity(0, sizeof all, &all); };
+      Sender tx("veth0");
+      tx.SetGso(kSize);
+      CpuPin pin(0);
+      ASSERT_TRUE(pin.ok());
       uint64_t seq = 0;
       for (int b = 0; b < kBursts; ++b) {
         std::vector<uint8_t> burst;
@@ -1191,10 +1179,7 @@ TEST_P(EngineRingTest, AShardBehindSendsSeveralBlocksPerCallAndKeepsOrder) {
           const std::vector<uint8_t> p = MakePayload(seq++, 1, kSize);
           burst.insert(burst.end(), p.begin(), p.end());
         }
-        ASSERT_EQ(sendto(fd, burst.data(), burst.size(), 0, reinterpret_cast<sockaddr*>(&sa),
-                         sizeof sa),
-                  static_cast<ssize_t>(burst.size()))
-            << strerror(errno);
+        tx.Send("239.1.1.1", 5000, burst);
         // Long enough for the burst's last block to time out (1 ms, on a tick of up to 4 ms)
         // before the next burst: each burst's blocks are its own.
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -1248,25 +1233,13 @@ TEST_P(EngineRelayTest, AnOverloadedInputLeavesTheShardToItsOtherInputsAndComman
   std::atomic<bool> flooding{true}, stop{false};
   std::thread flood([&] {
     NetnsScope in(*rig_, "snd");
-    cpu_set_t cpu1;
-    CPU_ZERO(&cpu1);
-    CPU_SET(1, &cpu1);
-    sched_setaffinity(0, sizeof cpu1, &cpu1);
-    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ip_mreqn m{};
-    m.imr_ifindex = static_cast<int>(if_nametoindex("veth0"));
-    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m);
-    const int gso = 1000;
-    setsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso, sizeof gso);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(5000);
-    sa.sin_addr.s_addr = inet_addr("239.1.1.1");
-    std::vector<uint8_t> burst(64 * gso, 0x5a);
+    const CpuPin pin(1);
+    Sender tx("veth0");
+    tx.SetGso(1000);
+    const std::vector<uint8_t> burst(64 * 1000, 0x5a);
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(4);
     while (!stop && std::chrono::steady_clock::now() < end)
-      (void)sendto(fd, burst.data(), burst.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    close(fd);
+      (void)tx.TrySend("239.1.1.1", 5000, burst);  // a full device queue refuses some
     flooding = false;
   });
   absl::Cleanup join = [&] {
@@ -1285,10 +1258,7 @@ TEST_P(EngineRelayTest, AnOverloadedInputLeavesTheShardToItsOtherInputsAndComman
   // sender's CPU backlog (1000 frames), which the flood keeps full on CPU 1.
   constexpr uint64_t kQuiet = 300;
   std::thread([&] {
-    cpu_set_t cpu0;
-    CPU_ZERO(&cpu0);
-    CPU_SET(0, &cpu0);
-    sched_setaffinity(0, sizeof cpu0, &cpu0);
+    const CpuPin pin(0);
     NetnsScope in(*rig_, "snd");
     Sender tx("veth1");
     for (uint64_t i = 0; i < kQuiet; ++i) {

@@ -134,13 +134,21 @@ class Sender {
   Sender(const Sender&) = delete;
   Sender& operator=(const Sender&) = delete;
   void Send(const char* dst, uint16_t port, const std::vector<uint8_t>& payload) {
+    ASSERT_EQ(TrySend(dst, port, payload), static_cast<ssize_t>(payload.size())) << strerror(errno);
+  }
+  // sendto's result, for floods that expect the device queue to refuse some sends.
+  ssize_t TrySend(const char* dst, uint16_t port, const std::vector<uint8_t>& payload) {
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(port);
     sa.sin_addr.s_addr = Addr(dst);
-    ASSERT_EQ(sendto(fd_, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&sa),
-                     sizeof sa),
-              static_cast<ssize_t>(payload.size()))
+    return sendto(fd_, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&sa),
+                  sizeof sa);
+  }
+  // UDP GSO: a send of N x `segment` bytes leaves as N datagrams, split by the device in one
+  // softirq run. 0 turns it off.
+  void SetGso(int segment) {
+    ASSERT_EQ(setsockopt(fd_, SOL_UDP, UDP_SEGMENT, &segment, sizeof segment), 0)
         << strerror(errno);
   }
 
