@@ -7,10 +7,10 @@
 set -euo pipefail
 src=${MCR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 bin=${MCR_BIN:?set MCR_BIN to the build bin directory}
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces" >&2; exit 77; }
-for tool in ip socat smcrouted python3 jq taskset; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed" >&2; exit 77; }
-done
+# shellcheck source=../rig/netns.sh
+. "$src/tests/rig/netns.sh"
+rig_require_root
+rig_require_tools ip socat smcrouted python3 jq taskset
 out=$(mktemp -d /tmp/mcr-bench-smoke.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 

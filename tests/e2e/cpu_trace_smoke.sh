@@ -5,12 +5,12 @@
 set -euo pipefail
 src=${MCR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 bin=${MCR_BIN:?set MCR_BIN to the build bin directory}
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces and tracefs" >&2; exit 77; }
-for tool in ip python3 taskset; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed" >&2; exit 77; }
-done
+# shellcheck source=../rig/netns.sh
+. "$src/tests/rig/netns.sh"
+rig_require_root "network namespaces and tracefs"
+rig_require_tools ip python3 taskset
 T=/sys/kernel/tracing
-[ -w "$T/tracing_on" ] || { echo "SKIP: no writable tracefs at $T" >&2; exit 77; }
+[ -w "$T/tracing_on" ] || rig_skip "no writable tracefs at $T"
 log=$(mktemp /tmp/mcr-cpu-trace.XXXXXX)
 trap 'rm -f "$log"' EXIT
 state() {  # the global settings it must not touch, and any instance of its own left behind

@@ -6,10 +6,10 @@
 set -euo pipefail
 src=${MCR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 bin=${MCR_BIN:?set MCR_BIN to the build bin directory}
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces" >&2; exit 77; }
-for tool in ip python3 taskset ethtool; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed" >&2; exit 77; }
-done
+# shellcheck source=../rig/netns.sh
+. "$src/tests/rig/netns.sh"
+rig_require_root
+rig_require_tools ip python3 taskset ethtool
 out=$(mktemp -d /tmp/mcr-shard-scaling.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 

@@ -26,10 +26,23 @@ rig_skip() {
   exit "$RIG_SKIP"
 }
 
+# rig_require_root [WHAT]: skips unless root (WHAT: what needs it; network namespaces by default).
+rig_require_root() {
+  [ "$(id -u)" -eq 0 ] || rig_skip "needs root for ${1:-network namespaces} (running as uid $(id -u))"
+}
+
+# rig_require_tools TOOL...: skips unless every TOOL is in PATH.
+rig_require_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || rig_skip "$tool not installed"
+  done
+}
+
 # rig_init NAME: checks privileges, removes stale namespaces, installs the teardown trap.
 rig_init() {
   local name=${1//./_}  # dots separate the name's fields (see rig_reap_stale)
-  [ "$(id -u)" -eq 0 ] || rig_skip "needs root for network namespaces (running as uid $(id -u))"
+  rig_require_root
   command -v ip >/dev/null || rig_skip "iproute2 'ip' not installed"
   RIG_ID="mcrt.${name}.$$"
   # Probe: can we create and delete a namespace at all (containers may refuse)?
