@@ -153,7 +153,7 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
     busy = max(0.0, el * cpu0["n"] - (cpu1["idle"] - cpu0["idle"]) / USER_HZ)
     # Steal on the shards' CPUs: a vCPU the hypervisor did not run drops packets that no code
     # of ours can keep (seconds of steal over the trial's elapsed time, summed over the CPUs).
-    shard_cpus = [int(c) for c in str(relay.cpus).split(",")]
+    shard_cpus = cpu_list(relay.cpus)
     shard_steal = sum(cpu1["steal"].get(c, 0) - cpu0["steal"].get(c, 0) for c in shard_cpus)
     all_steal = sum(cpu1["steal"].values()) - sum(cpu0["steal"].values())
     counters = {k: after[k] - before.get(k, 0) for k in after
