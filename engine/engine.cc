@@ -317,6 +317,7 @@ class Engine::Impl {
         s.socket_errors.emplace_back(name, in.counters[s.index]->socket_errors.Load());
       s.no_buffer = c.no_buffer.Load();
       s.send_calls = c.sendmsg_calls.Load();
+      s.offload_frames = c.offload_frames.Load();
       s.busy_ratio = c.busy_ppm.Load() / 1e6;
       s.sched_slice_ns = shard->sched_slice_ns();
       st.shards.push_back(std::move(s));

@@ -91,7 +91,8 @@ struct ShardStats {
   int cpu = 0;
   int numa_node = -1;
   size_t rules = 0;
-  uint64_t received = 0;           // frames taken from the kernel (all interfaces)
+  uint64_t received = 0;  // datagrams taken from the kernel (all interfaces): one per frame, or
+                          // each datagram of a frame that carried several (offload_frames)
   uint64_t unmatched = 0;          // well-formed UDP with no rule on this shard
   uint64_t steering_mismatch = 0;  // frames whose hash names another shard (group being rebuilt)
   /// Drops by reason name ("fragment", "not_udp", "truncated_ip", ...), every reason listed.
@@ -107,6 +108,9 @@ struct ShardStats {
   /// Send system calls of the shard's egress. Datagrams sent ÷ this is how many a call carried
   /// on average (UDP GSO runs): it grows when a shard is behind and takes several blocks at once.
   uint64_t send_calls = 0;
+  /// Frames that carried several datagrams — merged by receive offload (GRO), or a local
+  /// sender's UDP GSO run that a veth handed over whole — and were split back into them.
+  uint64_t offload_frames = 0;
   double busy_ratio = 0;  // share of wall time spent working rather than waiting, last interval
   /// The shard thread's scheduler slice as the kernel reports it (sched_getattr), nanoseconds;
   /// 0 if it could not be read.

@@ -38,6 +38,7 @@ constexpr const char* kNames[] = {
     "not_ipv4", "truncated_ip",        "bad_ip_version",
     "bad_ihl",  "bad_ip_total_length", "not_udp",
     "fragment", "truncated_udp",       "bad_udp_length",
+    "offload_truncated",
 };
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(ParseResult::kCount),
               "every ParseResult needs a name");
@@ -52,6 +53,19 @@ ParseResult ParseIpv4(const uint8_t* ip, uint32_t avail, uint16_t vlan,
 const char* ParseResultName(ParseResult r) noexcept {
   const auto i = static_cast<size_t>(r);
   return i < static_cast<size_t>(ParseResult::kCount) ? kNames[i] : "unknown";
+}
+
+uint16_t OffloadSegmentSize(const uint8_t* vnet_hdr) noexcept {
+  // struct virtio_net_hdr (<linux/virtio_net.h>, which does not compile as C++): flags,
+  // gso_type, hdr_len, gso_size, csum_start, csum_offset; the 16-bit fields little-endian on a
+  // packet socket (vio_le) on this host.
+  constexpr uint8_t kGsoEcn = 0x80;   // VIRTIO_NET_HDR_GSO_ECN, a flag on any type
+  constexpr uint8_t kGsoUdpL4 = 5;    // VIRTIO_NET_HDR_GSO_UDP_L4 (Linux 6.2 uapi)
+  constexpr size_t kGsoTypeAt = 1, kGsoSizeAt = 4;
+  // Only UDP segmentation (USO/GRO) cuts a payload into datagrams. The old UFO type (3) is one
+  // datagram that IP fragments, and TCP never passes the capture filter.
+  if ((vnet_hdr[kGsoTypeAt] & ~kGsoEcn) != kGsoUdpL4) return 0;
+  return Load16(vnet_hdr + kGsoSizeAt);
 }
 
 ParseResult ParseFrame(const uint8_t* frame, uint32_t len, ParsedPacket* out) noexcept {

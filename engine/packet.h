@@ -27,6 +27,11 @@ enum class ParseResult : uint8_t {
   kFragment,           // UDP fragment (MF set or offset != 0); the relay does not reassemble
   kTruncatedUdp,       // IP payload shorter than the 8-byte UDP header
   kBadUdpLength,       // UDP length below 8 or beyond the IP payload
+  // Not from ParseFrame: a frame carrying several datagrams (see OffloadSegmentSize) that was
+  // cut short because it is larger than recv mode's buffers, which hold one MTU-sized frame.
+  // ParseFrame reports it as kTruncatedIp; the shard, which knows the frame is such a one,
+  // counts it here instead.
+  kOffloadTruncated,
   kCount
 };
 
@@ -74,6 +79,17 @@ ParseResult ParseFrame(const uint8_t* frame, uint32_t len, uint16_t metadata_vla
 /// on an interface without a link-layer header (tun, WireGuard, other IP tunnels). As
 /// ParseFrame otherwise; out->vlan is kNoVlan.
 ParseResult ParseIpPacket(const uint8_t* packet, uint32_t len, ParsedPacket* out) noexcept;
+
+/// Length of the virtio_net_hdr that precedes every frame on a capture socket with
+/// PACKET_VNET_HDR (Ethernet inputs, both ingress modes).
+inline constexpr uint32_t kVnetHdrLen = 10;
+
+/// UDP payload bytes of each datagram in a frame that carries several: datagrams merged by
+/// receive offload (GRO), or a local sender's UDP GSO run that no device has split yet (a veth
+/// hands it over whole). Read from the virtio_net_hdr before the frame; 0 for a frame that is one
+/// datagram. Such a frame's IP and UDP lengths cover all of its datagrams: every `segment` bytes
+/// of the UDP payload is one datagram of the sender's, the last one possibly shorter.
+uint16_t OffloadSegmentSize(const uint8_t* vnet_hdr) noexcept;
 
 /// The VID the kernel stripped into TPACKET metadata (tpacket3_hdr::hv1 or tpacket_auxdata), or
 /// kNoVlan. tp_vlan_tci is meaningful only with TP_STATUS_VLAN_VALID; a priority-tagged frame has

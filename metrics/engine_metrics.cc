@@ -35,6 +35,7 @@ enum Family : size_t {
   kSocketErrors,
   kShardNoBuffer,
   kShardSendCalls,
+  kShardOffloadFrames,
   kRules,
   kShards,
   kInterfaceUp,
@@ -88,6 +89,9 @@ constexpr std::array<MetricInfo, kFamilyCount> kCatalog{{
     {"mcr_shard_send_calls_total", kCounter, "shard,cpu",
      "Send system calls made by the shard for its outputs. Datagrams sent divided by this is "
      "how many one call carried (UDP GSO runs); it rises when the shard is behind."},
+    {"mcr_shard_offload_frames_total", kCounter, "shard,cpu",
+     "Captured frames that carried several datagrams (merged by receive offload, or a local "
+     "sender's UDP GSO run handed over whole by a veth), each split back into its datagrams."},
     {"mcr_rules", kGauge, "", "Rules installed."},
     {"mcr_shards", kGauge, "", "Shards: pinned data-plane threads, one per CPU."},
     {"mcr_interface_up", kGauge, "interface",
@@ -194,6 +198,8 @@ std::vector<prometheus::MetricFamily> BuildFamilies(const engine::EngineStats& s
       Add(f[kSocketErrors], {{"interface", interface}, {"shard", shard}}, static_cast<double>(n));
     Add(f[kShardNoBuffer], {{"shard", shard}, {"cpu", cpu}}, static_cast<double>(s.no_buffer));
     Add(f[kShardSendCalls], {{"shard", shard}, {"cpu", cpu}}, static_cast<double>(s.send_calls));
+    Add(f[kShardOffloadFrames], {{"shard", shard}, {"cpu", cpu}},
+        static_cast<double>(s.offload_frames));
   }
 
   Add(f[kRules], {}, static_cast<double>(stats.rules.size()));

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "engine/packet.h"
 #include "engine/steering.h"  // PACKET_FANOUT_FLAG_* for older headers
 
 #ifndef PACKET_IGNORE_OUTGOING
@@ -41,6 +42,15 @@ absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_fil
   // filter's pkt_type test covers kernels without either.
   int one = 1;
   (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+  // A virtio_net_hdr before every frame says whether it carries several datagrams (receive
+  // offload, or a local sender's UDP GSO run that a veth handed over whole) and their size, so
+  // the shard can split it (OffloadSegmentSize). Before the ring: the kernel refuses it after.
+  // Ethernet inputs only: the kernel writes no header into the ring of a SOCK_DGRAM socket.
+  if (!ip_only && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) != 0) {
+    absl::Status st = CaptureError("PACKET_VNET_HDR", ifindex);
+    close(fd);
+    return st;
+  }
   return fd;
 }
 
@@ -117,7 +127,8 @@ PacketRing::~PacketRing() {
 }
 
 uint32_t RecvBuffers::SizeFor(uint32_t mtu) {
-  constexpr uint32_t kLinkHeaders = 14 + 2 * 4;  // Ethernet, and two VLAN tags left in band
+  // The virtio_net_hdr, Ethernet, and two VLAN tags left in band.
+  constexpr uint32_t kLinkHeaders = kVnetHdrLen + 14 + 2 * 4;
   const uint32_t frame = std::clamp<uint32_t>(mtu, 1500, 65535) + kLinkHeaders;
   return (frame + 63) & ~uint32_t{63};
 }

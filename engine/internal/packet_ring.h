@@ -40,7 +40,9 @@ struct FanoutJoin {
 
 // Steps of OpenCaptureSocket, below.
 /// `ip_only`: a SOCK_DGRAM socket, whose captures start at the network header (for interfaces
-/// without an Ethernet header); else SOCK_RAW, from the Ethernet header.
+/// without an Ethernet header); else SOCK_RAW, from the Ethernet header, with a virtio_net_hdr
+/// (kVnetHdrLen bytes, PACKET_VNET_HDR) before each frame: in the ring right before tp_mac, in
+/// recv mode at the start of the received bytes.
 absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_filter>& filter,
                                          bool ip_only);
 absl::Status BindAndJoin(int fd, int ifindex, FanoutJoin* join);
@@ -129,9 +131,11 @@ class RecvBuffers {
  public:
   static constexpr uint32_t kCount = 512;  // frames in flight per socket (power of two)
 
-  /// Buffer size for an interface MTU: the largest frame with its Ethernet header and two VLAN
-  /// tags, rounded up to a cache line. A longer frame (GRO merged, or the MTU raised since: the
-  /// engine then reopens the input) arrives cut short and counts as truncated.
+  /// Buffer size for an interface MTU: the largest frame with its virtio_net_hdr, Ethernet
+  /// header and two VLAN tags, rounded up to a cache line. A longer frame arrives cut short and
+  /// counts as truncated: offload_truncated when it carries several datagrams (receive offload,
+  /// a local sender's UDP GSO), truncated_ip when the MTU was raised since (the engine then
+  /// reopens the input).
   static uint32_t SizeFor(uint32_t mtu);
 
   /// Allocates and registers kCount buffers of `size` bytes. Returns them or an error (e.g.

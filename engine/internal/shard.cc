@@ -175,7 +175,7 @@ class Shard::Loop {
     }
   };
   struct PassTally {
-    uint64_t received = 0, unmatched = 0, mismatch = 0;
+    uint64_t received = 0, unmatched = 0, mismatch = 0, offload_frames = 0;
   };
 
   void ArmPoll(int fd, uint64_t user_data) {
@@ -246,7 +246,15 @@ class Shard::Loop {
         if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
           const uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
           ++tally.received;
-          Process(in->bufs->Buffer(bid), static_cast<uint32_t>(cqe->res), *in, tally);
+          const uint8_t* buf = in->bufs->Buffer(bid);
+          const auto len = static_cast<uint32_t>(cqe->res);
+          if (in->ip_only) {
+            Process(buf, len, 0, *in, tally);
+          } else if (len >= kVnetHdrLen) {
+            Process(buf + kVnetHdrLen, len - kVnetHdrLen, OffloadSegmentSize(buf), *in, tally);
+          } else {  // cannot happen: the kernel writes the header before any frame
+            shard_->counters_.drops[static_cast<size_t>(ParseResult::kTruncatedEthernet)].Add(1);
+          }
           in->bufs->Recycle(bid);  // invisible to the kernel until Publish(), after the flush
         } else if (cqe->res == -ENOBUFS) {
           shard_->counters_.no_buffer.Add(1);
@@ -274,24 +282,45 @@ class Shard::Loop {
 
   // One frame: parse, check steering, look up, queue for every output of its rule.
   // (On an IP-only input `frame` starts at the IP header: SOCK_DGRAM puts tp_mac there too.)
-  void Process(const uint8_t* frame, uint32_t len, const Input& in, PassTally& t) noexcept {
+  // `segment` (OffloadSegmentSize) non-zero: the frame may carry several datagrams of that many
+  // payload bytes, which are relayed, and counted, one by one.
+  void Process(const uint8_t* frame, uint32_t len, uint16_t segment, const Input& in,
+               PassTally& t) noexcept {
     ParsedPacket p;
-    const ParseResult r = in.ip_only ? ParseIpPacket(frame, len, &p) : ParseFrame(frame, len, &p);
+    ParseResult r = in.ip_only ? ParseIpPacket(frame, len, &p) : ParseFrame(frame, len, &p);
     if (r != ParseResult::kOk) {
+      if (r == ParseResult::kTruncatedIp && segment != 0) r = ParseResult::kOffloadTruncated;
       shard_->counters_.drops[static_cast<size_t>(r)].Add(1);
       return;
+    }
+    uint32_t datagrams = 1;
+    if (segment != 0 && p.payload_len > segment) {
+      datagrams = (p.payload_len + segment - 1) / segment;
+      // Counted as the datagrams it carries, so received = relayed + unmatched + dropped holds.
+      t.received += datagrams - 1;
+      ++t.offload_frames;
     }
     if (cfg_.num_shards > 1 &&
         ShardFor(p.dst_addr, p.dst_port, cfg_.num_shards) != static_cast<uint32_t>(cfg_.index))
       ++t.mismatch;  // expected only while a fanout group is being (re)built
     const RuleEntry* rule = table_->Lookup(in.ifindex, p.dst_addr, p.dst_port, p.src_addr);
     if (rule == nullptr) {
-      ++t.unmatched;
+      t.unmatched += datagrams;
       return;
     }
-    rule->counters->packets.Add(1);
+    rule->counters->packets.Add(datagrams);
     rule->counters->bytes.Add(p.payload_len);
-    for (const OutputEntry* out : rule->outputs) egress_.Add(out, p.payload, p.payload_len, p.tos);
+    if (datagrams == 1) {
+      for (const OutputEntry* out : rule->outputs)
+        egress_.Add(out, p.payload, p.payload_len, p.tos);
+      return;
+    }
+    // The sender's datagrams, in order: every output gets each one before the next, as if they
+    // had come as separate frames (the egress batcher makes GSO runs of them again).
+    for (uint32_t off = 0; off < p.payload_len; off += segment) {
+      const uint32_t n = std::min<uint32_t>(segment, p.payload_len - off);
+      for (const OutputEntry* out : rule->outputs) egress_.Add(out, p.payload + off, n, p.tos);
+    }
   }
 
   void Publish(const PassTally& t) noexcept {
@@ -299,6 +328,7 @@ class Shard::Loop {
     if (t.received) c.received.Add(t.received);
     if (t.unmatched) c.unmatched.Add(t.unmatched);
     if (t.mismatch) c.steering_mismatch.Add(t.mismatch);
+    if (t.offload_frames) c.offload_frames.Add(t.offload_frames);
     c.sendmsg_calls.Set(egress_.syscalls());
   }
 
@@ -349,7 +379,9 @@ class Shard::Loop {
                                                         bd->hdr.bh1.offset_to_first_pkt);
         tally.received += n;
         for (uint32_t k = 0; k < n; ++k) {
-          Process(reinterpret_cast<const uint8_t*>(h) + h->tp_mac, h->tp_snaplen, in, tally);
+          const uint8_t* frame = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
+          Process(frame, h->tp_snaplen, in.ip_only ? 0 : OffloadSegmentSize(frame - kVnetHdrLen),
+                  in, tally);
           h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(h) +
                                                     h->tp_next_offset);
         }

@@ -32,6 +32,7 @@ struct alignas(64) ShardCounters {
   RelaxedCounter busy_ppm;  // gauge: busy share of the last interval, parts per million
   RelaxedCounter no_buffer; // recv mode: receives that found no free buffer (frames wait in the
                             // socket queue; losses show up as kernel drops)
+  RelaxedCounter offload_frames;  // frames that carried several datagrams and were split
   std::array<RelaxedCounter, static_cast<size_t>(ParseResult::kCount)> drops;
 };
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -438,6 +439,7 @@ TEST(ParseResultNameTest, StableSnakeCaseNames) {
   EXPECT_STREQ(ParseResultName(ParseResult::kFragment), "fragment");
   EXPECT_STREQ(ParseResultName(ParseResult::kTruncatedUdp), "truncated_udp");
   EXPECT_STREQ(ParseResultName(ParseResult::kBadUdpLength), "bad_udp_length");
+  EXPECT_STREQ(ParseResultName(ParseResult::kOffloadTruncated), "offload_truncated");
   EXPECT_STREQ(ParseResultName(ParseResult::kCount), "unknown");
   EXPECT_STREQ(ParseResultName(static_cast<ParseResult>(200)), "unknown");
 
@@ -448,6 +450,28 @@ TEST(ParseResultNameTest, StableSnakeCaseNames) {
     EXPECT_FALSE(name.empty());
     for (char c : name) EXPECT_TRUE(std::islower(c) || std::isdigit(c) || c == '_') << name;
   }
+}
+
+// The virtio_net_hdr the kernel writes before each frame (PACKET_VNET_HDR): flags, gso_type,
+// hdr_len, gso_size, csum_start, csum_offset; 16-bit fields little-endian.
+std::array<uint8_t, kVnetHdrLen> VnetHdr(uint8_t gso_type, uint16_t gso_size) {
+  return {0x01, gso_type, 42, 0, static_cast<uint8_t>(gso_size & 0xff),
+          static_cast<uint8_t>(gso_size >> 8), 34, 0, 6, 0};
+}
+
+TEST(OffloadSegmentSizeTest, OnlyUdpSegmentationSplitsAFrame) {
+  EXPECT_EQ(OffloadSegmentSize(VnetHdr(0, 0).data()), 0) << "an ordinary frame";
+  EXPECT_EQ(OffloadSegmentSize(VnetHdr(5, 1200).data()), 1200) << "UDP GSO/GRO (UDP_L4)";
+  EXPECT_EQ(OffloadSegmentSize(VnetHdr(5, 8000).data()), 8000) << "both bytes of gso_size";
+  EXPECT_EQ(OffloadSegmentSize(VnetHdr(5 | 0x80, 1200).data()), 1200) << "with the ECN flag";
+  EXPECT_EQ(OffloadSegmentSize(VnetHdr(3, 1480).data()), 0) << "UFO: one datagram, fragmented";
+  EXPECT_EQ(OffloadSegmentSize(VnetHdr(1, 1448).data()), 0) << "TCPv4";
+  EXPECT_EQ(OffloadSegmentSize(VnetHdr(4, 1428).data()), 0) << "TCPv6";
+  // No alignment is assumed: the header sits 10 bytes before an Ethernet header in the ring.
+  std::array<uint8_t, kVnetHdrLen + 1> odd{};
+  const auto h = VnetHdr(5, 1316);
+  std::copy(h.begin(), h.end(), odd.begin() + 1);
+  EXPECT_EQ(OffloadSegmentSize(odd.data() + 1), 1316);
 }
 
 // Checks what every result must satisfy, whatever the bytes: kOk points inside the frame.
@@ -563,7 +587,10 @@ TEST(ParseFrameFuzzTest, RandomCorruptionNeverReadsOutOfBounds) {
     ++results[static_cast<int>(r)];
   }
   // The corpus is meant to reach every outcome; if it stops doing so the test has gone blind.
+  // (kOffloadTruncated is the shard's verdict on a frame's metadata, never ParseFrame's.)
+  EXPECT_EQ(results[static_cast<int>(ParseResult::kOffloadTruncated)], 0);
   for (int i = 0; i < static_cast<int>(ParseResult::kCount); ++i) {
+    if (static_cast<ParseResult>(i) == ParseResult::kOffloadTruncated) continue;
     EXPECT_GT(results[i], 0) << ParseResultName(static_cast<ParseResult>(i));
   }
 }

@@ -66,6 +66,7 @@ engine::EngineStats SampleStats() {
   s0.socket_errors = {{"in0", 2}, {"in1", 0}};
   s0.no_buffer = 11;
   s0.send_calls = 40;
+  s0.offload_frames = 7;
   s0.busy_ratio = 0.25;
   engine::ShardStats s1 = s0;
   s1.index = 1;
@@ -78,6 +79,7 @@ engine::EngineStats SampleStats() {
   s1.socket_errors = {{"in0", 0}, {"in1", 1}};
   s1.no_buffer = 0;
   s1.send_calls = 0;
+  s1.offload_frames = 0;
   s1.busy_ratio = 0.5;
   st.shards = {s0, s1};
 
@@ -247,6 +249,9 @@ TEST(BuildFamiliesTest, ShardSeries) {
   const auto& send_calls = Find(families, "mcr_shard_send_calls_total");
   EXPECT_EQ(Value(send_calls, {{"shard", "0"}, {"cpu", "2"}}), 40);
   EXPECT_EQ(Value(send_calls, {{"shard", "1"}, {"cpu", "3"}}), 0);
+  const auto& offload = Find(families, "mcr_shard_offload_frames_total");
+  EXPECT_EQ(Value(offload, {{"shard", "0"}, {"cpu", "2"}}), 7);
+  EXPECT_EQ(Value(offload, {{"shard", "1"}, {"cpu", "3"}}), 0);
 }
 
 TEST(BuildFamiliesTest, InventoryGauges) {
