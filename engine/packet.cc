@@ -62,8 +62,9 @@ uint16_t OffloadSegmentSize(const uint8_t* vnet_hdr) noexcept {
   constexpr uint8_t kGsoEcn = 0x80;   // VIRTIO_NET_HDR_GSO_ECN, a flag on any type
   constexpr uint8_t kGsoUdpL4 = 5;    // VIRTIO_NET_HDR_GSO_UDP_L4 (Linux 6.2 uapi)
   constexpr size_t kGsoTypeAt = 1, kGsoSizeAt = 4;
-  // Only UDP segmentation (USO/GRO) cuts a payload into datagrams. The old UFO type (3) is one
-  // datagram that IP fragments, and TCP never passes the capture filter.
+  // Only UDP segmentation (USO/GRO) cuts a payload into datagrams. TCP types describe tunnelled
+  // TCP at most (VXLAN GRO), which is relayed as it is; the old UFO type never gets here (the
+  // kernel cannot describe it and drops the frame).
   if ((vnet_hdr[kGsoTypeAt] & ~kGsoEcn) != kGsoUdpL4) return 0;
   return Load16(vnet_hdr + kGsoSizeAt);
 }

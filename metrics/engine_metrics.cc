@@ -62,9 +62,10 @@ constexpr std::array<MetricInfo, kFamilyCount> kCatalog{{
      "(output inactive: interface missing, down or without IPv4 address), other."},
     {"mcr_shard_received_packets_total", kCounter, "shard,cpu",
      "Frames the shard took from its capture sockets (ring blocks, or the receive queue in recv "
-     "mode), malformed and unmatched ones included."},
+     "mode), malformed and unmatched ones included; a frame that carried several datagrams "
+     "counts as the datagrams it carried."},
     {"mcr_shard_unmatched_packets_total", kCounter, "shard,cpu",
-     "Well-formed IPv4 UDP frames that matched no rule of the shard and were dropped."},
+     "Well-formed IPv4 UDP datagrams that matched no rule of the shard and were dropped."},
     {"mcr_shard_dropped_packets_total", kCounter, "shard,cpu,reason",
      "Frames the shard dropped before rule lookup, by reason: fragment, not_udp, truncated_ip, "
      "bad_ihl, bad_udp_length and the other malformed shapes."},

@@ -45,7 +45,10 @@ absl::StatusOr<int> CreateFilteredSocket(int ifindex, const std::vector<sock_fil
   // A virtio_net_hdr before every frame says whether it carries several datagrams (receive
   // offload, or a local sender's UDP GSO run that a veth handed over whole) and their size, so
   // the shard can split it (OffloadSegmentSize). Before the ring: the kernel refuses it after.
-  // Ethernet inputs only: the kernel writes no header into the ring of a SOCK_DGRAM socket.
+  // Ethernet inputs only: a SOCK_DGRAM socket refuses the option (EINVAL). Before Linux 6.2 the
+  // header cannot describe a UDP GSO frame: the kernel then drops the frame (tp_drops; in recv
+  // mode the receive fails with EINVAL) and, in the ring, leaves its slot without
+  // TP_STATUS_USER, which the shard skips.
   if (!ip_only && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) != 0) {
     absl::Status st = CaptureError("PACKET_VNET_HDR", ifindex);
     close(fd);

@@ -302,7 +302,7 @@ class Shard::Loop {
     }
     if (cfg_.num_shards > 1 &&
         ShardFor(p.dst_addr, p.dst_port, cfg_.num_shards) != static_cast<uint32_t>(cfg_.index))
-      ++t.mismatch;  // expected only while a fanout group is being (re)built
+      t.mismatch += datagrams;  // expected only while a fanout group is being (re)built
     const RuleEntry* rule = table_->Lookup(in.ifindex, p.dst_addr, p.dst_port, p.src_addr);
     if (rule == nullptr) {
       t.unmatched += datagrams;
@@ -377,11 +377,17 @@ class Shard::Loop {
         const uint32_t n = bd->hdr.bh1.num_pkts;
         auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +
                                                         bd->hdr.bh1.offset_to_first_pkt);
-        tally.received += n;
         for (uint32_t k = 0; k < n; ++k) {
-          const uint8_t* frame = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
-          Process(frame, h->tp_snaplen, in.ip_only ? 0 : OffloadSegmentSize(frame - kVnetHdrLen),
-                  in, tally);
+          // A slot without TP_STATUS_USER was abandoned half-written: the kernel reserved it,
+          // then could not describe the frame in its virtio_net_hdr (a UDP GSO frame before
+          // Linux 6.2, an old-style UFO frame from a tap on any kernel) and counted it in
+          // tp_drops instead. Its tp_mac and tp_snaplen are whatever the slot held before.
+          if (h->tp_status & TP_STATUS_USER) {
+            ++tally.received;
+            const uint8_t* frame = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
+            Process(frame, h->tp_snaplen,
+                    in.ip_only ? 0 : OffloadSegmentSize(frame - kVnetHdrLen), in, tally);
+          }
           h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(h) +
                                                     h->tp_next_offset);
         }
