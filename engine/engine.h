@@ -94,7 +94,7 @@ struct ShardStats {
   uint64_t received = 0;  // datagrams taken from the kernel (all interfaces): one per frame, or
                           // each datagram of a frame that carried several (offload_frames)
   uint64_t unmatched = 0;          // well-formed UDP with no rule on this shard
-  uint64_t steering_mismatch = 0;  // frames whose hash names another shard (group being rebuilt)
+  uint64_t steering_mismatch = 0;  // datagrams whose hash names another shard (group rebuilt)
   /// Drops by reason name ("fragment", "not_udp", "truncated_ip", ...), every reason listed.
   std::vector<std::pair<std::string, uint64_t>> drops;
   /// Kernel drops (PACKET_STATISTICS tp_drops, accumulated: capture ring full, or in recv mode
