@@ -30,7 +30,9 @@ from benchlib import (Flow, KernelMroute, Mcrd, Placement, Relay, RelayUnavailab
 
 # The measurement plan. Counts are packets; *_s are seconds of traffic. A trial never runs longer
 # than *_max_s (slow relays at low rates get fewer packets; results record how many). send_args:
-# extra mcrgen send arguments for every sender (e.g. --set 'send_args=["--no-gso"]').
+# extra mcrgen send arguments for every sender (e.g. --set 'send_args=["--no-gso"]'). hop_stamps:
+# in latency trials, also time each sampled datagram from the relay's input to the receiver's
+# interface (benchlib.HopStamps; --set hop_stamps=true).
 FULL = dict(
     sizes=[64, 1200, 8000], rounds=3,
     blast_count=200_000,
@@ -44,7 +46,7 @@ FULL = dict(
     streams=[1, 10, 100], streams_rate=50_000, streams_seconds=3.0,
     sweep_rates=[10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000], sweep_seconds=1.0,
     lat_rates=[1_000, 10_000, 100_000], lat_rate_seconds=3.0,
-    background_seconds=1.0, send_args=[])
+    background_seconds=1.0, send_args=[], hop_stamps=False)
 QUICK = dict(
     sizes=[64, 1200, 8000], rounds=1,
     blast_count=5_000,
@@ -57,7 +59,7 @@ QUICK = dict(
     streams=[1, 10], streams_rate=20_000, streams_seconds=0.2,
     sweep_rates=[20_000, 80_000], sweep_seconds=0.1,
     lat_rates=[10_000], lat_rate_seconds=0.2,
-    background_seconds=0.2, send_args=[])
+    background_seconds=0.2, send_args=[], hop_stamps=False)
 
 
 class Bench:
@@ -133,6 +135,7 @@ class Bench:
     def trial(self, relay: Relay, t: Traffic, kind: str, **kw) -> dict:
         # Drop counters matter where loss is expected and explained: full blast and fan-out.
         kw.setdefault("wait_counters", kind in ("blast", "streams-blast", "fanout"))
+        kw.setdefault("hop_stamps", bool(self.plan.get("hop_stamps")) and kind.startswith("latency"))
         r = run_trial(self.rig, relay, self.place, t, kind=kind, **kw)
         self.trials.append(r)
         log(brief(r))
@@ -262,6 +265,11 @@ class Bench:
         out["max_of_runs"] = max(r["latency_us"]["max"] for r in ok)
         out["p99_runs"] = [r["latency_us"]["p99"] for r in ok]
         out["rates"] = [r["rate_requested"] for r in ok]
+        hops = [r["hop_us"] for r in ok if (r.get("hop_us") or {}).get("samples")]
+        if hops:  # --set hop_stamps=true: the relay's own share, input to receiver's interface
+            out["hop"] = {q: median(h[q] for h in hops) for q in ("p50", "p90", "p99", "max")}
+            out["hop"]["p99_runs"] = [h["p99"] for h in hops]
+            out["hop"]["samples"] = sum(h["samples"] for h in hops)
         return out
 
     def cpu_at(self, relay: Relay, size: int, rate: int, kind: str = "cpu",

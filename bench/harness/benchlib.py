@@ -596,9 +596,83 @@ def diff_counters(a: dict, b: dict) -> dict:
     return {k: b[k] - a.get(k, 0) for k in b if isinstance(b[k], (int, float)) and k in a}
 
 
+class HopStamps:
+    """The time a relay adds per datagram, measured from outside it: two tcpdumps take the kernel's
+    receive stamp of a sample of the datagrams (1 in 64, by mcrgen's sequence number) where they
+    enter the relay's namespace (in0) and where they enter the receiver's (veth0), and the stamps
+    are joined by sequence number. Both stamps are taken as a packet reaches a namespace, so the
+    sender's and the receiver's scheduling stay outside the interval, unlike in the end-to-end
+    latency, whose start is the sender's clock read before sendmsg."""
+
+    # mcrgen's sequence number is big-endian at payload offset 8: udp[23] is its low byte.
+    FILTER = "udp and udp[23] & 63 = 0"
+    SNAPLEN = 64  # Ethernet, IPv4, UDP and the first 22 payload bytes: the sequence number
+
+    def __init__(self, rig: Rig, cpu):
+        self.caps = []
+        for role, ifname in (("rly", "in0"), ("rcv", "veth0")):
+            path = rig.unique(f"hop-{role}.pcap")
+            proc = Proc(rig.cmd(role, ["tcpdump", "-i", ifname, "-w", path, "-s", self.SNAPLEN,
+                                       "-n", "-B", "8192", "--immediate-mode", "--time-stamp-precision=nano",
+                                       self.FILTER], cpu), path + ".out")
+            self.caps.append((proc, path))
+        end = time.monotonic() + 5
+        for proc, _ in self.caps:
+            while "listening on" not in proc.stderr_tail(20):
+                if proc.poll() is not None or time.monotonic() > end:
+                    self.stop()
+                    raise RuntimeError(f"tcpdump did not start: {proc.stderr_tail()}")
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        for proc, _ in self.caps:
+            proc.send(signal.SIGINT)
+            if proc.wait(5) is None:
+                proc.stop()
+
+    @staticmethod
+    def read(path: str) -> dict:
+        """{sequence number: stamp in ns} of a nanosecond pcap of Ethernet frames."""
+        out = {}
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return out
+        if len(data) < 24 or int.from_bytes(data[:4], "little") != 0xa1b23c4d:
+            return out  # not a little-endian nanosecond pcap (or empty)
+        off = 24
+        while off + 16 <= len(data):
+            sec, nsec, incl = (int.from_bytes(data[off + i:off + i + 4], "little")
+                               for i in (0, 4, 8))
+            frame = data[off + 16:off + 16 + incl]
+            off += 16 + incl
+            if len(frame) < 14 + 20 or frame[12:14] != b"\x08\x00":
+                continue
+            udp = 14 + (frame[14] & 0x0f) * 4
+            if len(frame) >= udp + 16:
+                out[int.from_bytes(frame[udp + 16:udp + 24], "big")] = sec * 10**9 + nsec
+        return out
+
+    def finish(self) -> dict:
+        self.stop()
+        start, end = (self.read(path) for _, path in self.caps)
+        both = sorted(start.keys() & end.keys())
+        # In sequence order: whether the slow ones come together (a stall) or spread (queueing).
+        series = [round((end[s] - start[s]) / 1e3, 1) for s in both]
+        hops = sorted(series)
+        res = {"samples": len(hops), "series_us": series, "input_only": len(start.keys() - end.keys()),
+               "output_only": len(end.keys() - start.keys()),
+               "tcpdump": [proc.stderr_tail(3) for proc, _ in self.caps]}
+        if hops:
+            pick = lambda q: round(hops[min(len(hops) - 1, int(q * len(hops)))], 1)
+            res.update(p50=pick(0.5), p90=pick(0.9), p99=pick(0.99), max=round(hops[-1], 1))
+        return res
+
+
 def run_trial(rig: Rig, relay: Relay, place: Placement, t: Traffic, *, kind: str,
               abort_on_loss: bool = False, idle_exit: float = 0.5,
-              wait_counters: bool = False) -> dict:
+              wait_counters: bool = False, hop_stamps: bool = False) -> dict:
     """One measured transfer: receiver joins, sender sends t.count packets, CPU deltas taken.
     wait_counters: after a lossy run, wait until the relay's drop counters have caught up (else
     its drops may show in the next trial's counters). Returns a flat dict (see the module
@@ -629,6 +703,8 @@ def run_trial(rig: Rig, relay: Relay, place: Placement, t: Traffic, *, kind: str
             raise RuntimeError(f"receiver did not get ready: {recv.stderr_tail()}")
         time.sleep(0.005)
 
+    # tcpdumps on the sender's CPU: they see 1 datagram in 64, and the relay's CPU stays its own.
+    hop = HopStamps(rig, place.sender_cpu) if hop_stamps else None
     before = relay.counters()
     udp_rcv0 = rig.udp("rcv").get("RcvbufErrors", 0)
     loss0 = relay.loss_signals()
@@ -741,6 +817,8 @@ def run_trial(rig: Rig, relay: Relay, place: Placement, t: Traffic, *, kind: str
         "relay_alive": relay.alive(),
         "sender_rc": send.rc, "receiver_rc": recv.rc,
     }
+    if hop:
+        res["hop_us"] = hop.finish()
     if not sj:
         res["sender_error"] = send.stderr_tail()
     if not rj:
@@ -758,6 +836,9 @@ def brief(r: dict) -> str:
          f" us/pkt  machine {r['machine_cpu_us_per_pkt'] or 0:6.2f} us/pkt")
     if lat.get("p99") is not None:
         s += f"  lat p50/p99 {lat['p50']:.0f}/{lat['p99']:.0f} us"
+    hop = r.get("hop_us") or {}
+    if hop.get("p99") is not None:
+        s += f"  hop p50/p99 {hop['p50']:.0f}/{hop['p99']:.0f} us ({hop['samples']})"
     if r.get("aborted"):
         s += f"  [aborted: {r['aborted']}]"
     return s

@@ -14,7 +14,9 @@
 # Prepare here (binaries and tools with their libraries; .rig/ is git-ignored and travels only
 # when named in the call's carry list):
 #   ../shared/rig/carry-netns-tools.sh .rig build/bin/mcrd build/bin/mcrctl build/bin/mcrgen \
-#       /usr/sbin/ethtool
+#       /usr/sbin/ethtool /usr/bin/tcpdump
+# With tcpdump there, step 1's latency trials also time the relay's own share from outside it
+# (--set hop_stamps=true: tcpdump stamps on its input and at the receiver's interface).
 # There, as root, in the checkout:
 #   bench/harness/device_program.sh --bin .rig/bin --out "$OUT" --budget 480
 # Everything lands in OUT/results.tgz plus OUT/log.txt (the call returns at most 8 files).
@@ -84,6 +86,7 @@ else
   bench_args=(--set rounds=1) scaling_args=() one=(--shards 1 --flows 16)
   est_bench=240 est_scaling=75 est_one=25
 fi
+command -v tcpdump >/dev/null && bench_args+=(--set hop_stamps=true)
 
 # 1. The comparison at 1200 bytes with relay, sender and receiver on CPUs of their own.
 step bench "$est_bench" "$root/scripts/bench.sh" --bin "$bin" --out "$work/bench" --no-plots \

@@ -10,7 +10,7 @@ bin=${MCR_BIN:?set MCR_BIN to the build bin directory}
 # shellcheck source=../rig/netns.sh
 . "$src/tests/rig/netns.sh"
 rig_require_root
-rig_require_tools ip socat smcrouted python3 jq taskset
+rig_require_tools ip socat smcrouted python3 jq taskset tcpdump
 out=$(mktemp -d /tmp/mcr-bench-smoke.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
@@ -51,4 +51,18 @@ if command -v gnuplot >/dev/null; then
     [ -s "$out/$png.png" ] || fail "no $png.png"
   done
 fi
-echo "PASS: bench.sh --quick wrote figures for mcrd, kernel and socat ($(jq -r .wall_s "$json") s)"
+
+# The relay's own latency from outside it (tcpdump stamps on its input and at the receiver's
+# interface, --set hop_stamps=true), for mcrd in recv mode and for the kernel path beside it.
+hop=$out/hop
+"$src/scripts/bench.sh" --quick --bin "$bin" --out "$hop" --parts mcrd_recv --sizes 1200 \
+  --no-plots --set hop_stamps=true >"$out/hop.log" 2>&1 || { tail -n 20 "$out/hop.log" >&2; fail "bench.sh with hop_stamps failed"; }
+json=$hop/results.json
+check '.relays["mcrd-recv"].latency.hop.samples > 0' "no hop stamps for mcrd"
+check '.relays["mcrd-recv"].latency_baseline.hop.samples > 0' "no hop stamps for the kernel path"
+check '[.trials[] | select(.hop_us) | .hop_us.p50 > 0 and .hop_us.p99 >= .hop_us.p50] | all' "hop figures out of order"
+# The CPU gap meter behind the recv-mode tail analysis.
+python3 "$src/bench/harness/cpu_gaps.py" --seconds 0.2 --json | jq -e '.lost_fraction >= 0 and .largest_us >= 0' >/dev/null ||
+  fail "cpu_gaps.py gave no figures"
+
+echo "PASS: bench.sh --quick wrote figures for mcrd, kernel and socat ($(jq -r .wall_s "$out/results.json") s), and hop stamps"
