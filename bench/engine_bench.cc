@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/loopback_sink.h"
 #include "benchmark/benchmark.h"
 #include "engine/internal/egress.h"
 #include "engine/internal/rule_table.h"
@@ -80,25 +81,14 @@ BENCHMARK(BM_ParseAndLookup)->Arg(1)->Arg(1000)->Arg(10000);
 // packet, in bursts of 64 (one ring block's worth of one flow).
 void BM_FanOut(benchmark::State& state) {
   const int outputs = static_cast<int>(state.range(0));
-  // A sink that drops everything at its tiny receive buffer: we measure the sender's side.
-  int sink = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(sink, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  getsockname(sink, reinterpret_cast<sockaddr*>(&sa), &len);
-  int small = 1;
-  setsockopt(sink, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  const bench::DroppingSink sink;  // we measure the sender's side
 
   RuleTable table;
   std::vector<OutputCounters> counters(static_cast<size_t>(outputs));
   std::vector<const OutputEntry*> outs;
   for (int i = 0; i < outputs; ++i) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     OutputEntry e;
-    e.fd = fd;
+    e.fd = sink.Connect();
     e.dscp = 0;
     e.max_gso_segment = 1472;
     e.counters = &counters[static_cast<size_t>(i)];
@@ -121,7 +111,6 @@ void BM_FanOut(benchmark::State& state) {
   state.counters["sent"] = static_cast<double>(sent);
   state.counters["errors"] = static_cast<double>(errors);
   for (const OutputEntry* o : outs) close(o->fd);
-  close(sink);
 }
 BENCHMARK(BM_FanOut)->Arg(1)->Arg(2)->Arg(4)->Arg(8)->Arg(16);
 

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bench/loopback_sink.h"
 #include "benchmark/benchmark.h"
 
 #ifndef UDP_SEGMENT
@@ -31,30 +32,15 @@ namespace {
 
 constexpr size_t kPayload = 1200;
 
-// A sink on loopback that drops everything at its 1-byte (kernel minimum) receive buffer, and N
-// non-blocking sockets connected to it.
+// N non-blocking sockets connected to a loopback sink that drops everything.
 struct Sockets {
   explicit Sockets(int n) {
-    sink = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(sink, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(sink, reinterpret_cast<sockaddr*>(&sa), &len);
-    int small = 1;
-    setsockopt(sink, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    for (int i = 0; i < n; ++i) {
-      int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-      connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-      fds.push_back(fd);
-    }
+    for (int i = 0; i < n; ++i) fds.push_back(sink.Connect());
   }
   ~Sockets() {
     for (int fd : fds) close(fd);
-    close(sink);
   }
-  int sink = -1;
+  mcr::bench::DroppingSink sink;
   std::vector<int> fds;
 };
 

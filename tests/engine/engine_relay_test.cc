@@ -102,6 +102,23 @@ class CpuPin {
   bool ok_ = false;
 };
 
+// Attaches to the tun or tap interface `name` (made with `ip tuntap add`) in the calling thread's
+// namespace. Returns the fd, or -1 with errno set.
+int AttachTun(const char* name, short flags) {
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  ifr.ifr_flags = flags;
+  if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+    const int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
 // Whether the running kernel is at least major.minor (uname release "6.18.44-...").
 bool KernelAtLeast(int major, int minor) {
   utsname u{};
@@ -747,12 +764,8 @@ TEST_P(EngineRelayTest, InputWithoutEthernetHeaderRelays) {
   std::unique_ptr<RawSender> builder;
   {
     NetnsScope in(*rig_, "rly");
-    tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    tun = AttachTun("tun0", IFF_TUN | IFF_NO_PI);
     ASSERT_GE(tun, 0) << strerror(errno);
-    ifreq ifr{};
-    strncpy(ifr.ifr_name, "tun0", IFNAMSIZ - 1);
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-    ASSERT_EQ(ioctl(tun, TUNSETIFF, &ifr), 0) << strerror(errno);
     builder = std::make_unique<RawSender>("lo");  // builds frames only
   }
   StartEngine({0, 1});  // two shards: steering reads the IP header on this interface too
@@ -1167,12 +1180,8 @@ TEST_P(EngineRelayTest, AFrameTheKernelCannotDescribeIsCountedAndSkipped) {
   std::unique_ptr<RawSender> builder;
   {
     NetnsScope in(*rig_, "rly");
-    tap = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    tap = AttachTun("tap0", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
     ASSERT_GE(tap, 0) << strerror(errno);
-    ifreq ifr{};
-    strncpy(ifr.ifr_name, "tap0", IFNAMSIZ - 1);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-    ASSERT_EQ(ioctl(tap, TUNSETIFF, &ifr), 0) << strerror(errno);
     builder = std::make_unique<RawSender>("lo");  // builds frames only
   }
   absl::Cleanup close_tap = [tap] { close(tap); };
