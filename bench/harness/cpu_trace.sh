@@ -11,15 +11,19 @@
 #
 #   sudo bench/harness/cpu_trace.sh [--bin DIR] [--rate PPS] [--seconds S] [--size BYTES]
 #                                   [--ingress ring|recv] [--mcrd-arg ARG]... [--keep FILE]
+#                                   [--receiver-cpu N] [--event SUBSYS/NAME]...
 #
 # Defaults: build/bin, 180000 pps, 3 s, 1200 bytes, recv. --keep FILE saves the raw trace.
+# --receiver-cpu N puts the receiver elsewhere (N = the sender's CPU leaves the shard alone on
+# its CPU); --event adds a tracefs event (e.g. irq_vectors/local_timer_entry) to the raw trace.
 # Needs root and tracefs (/sys/kernel/tracing); exits 77 without them. Traces in a tracefs
 # instance of its own, removed on exit: the global trace settings are not touched. Measures
 # nothing by itself that a test should assert: it is a diagnostic.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-bin=build/bin rate=180000 seconds=3 size=1200 ingress=recv keep="" mcrd_args=()
+bin=build/bin rate=180000 seconds=3 size=1200 ingress=recv keep="" mcrd_args=() receiver_cpu=""
+extra_events=()
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -30,6 +34,8 @@ while [ $# -gt 0 ]; do
     --mcrd-arg) mcrd_args+=("$2"); shift 2 ;;
     --mcrd-arg=*) mcrd_args+=("${1#--mcrd-arg=}"); shift ;;
     --keep) keep=$2; shift 2 ;;
+    --receiver-cpu) receiver_cpu=$2; shift 2 ;;
+    --event) extra_events+=("$2"); shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cpu_trace: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -41,11 +47,12 @@ bin=$(cd "$bin" && pwd)
 for b in mcrd mcrgen; do [ -x "$bin/$b" ] || { echo "cpu_trace: $bin/$b not found" >&2; exit 1; }; done
 cpus=$(python3 -c 'import os; a=sorted(os.sched_getaffinity(0)); print(a[0], a[-1])')
 sender_cpu=${cpus% *} relay_cpu=${cpus#* }
+receiver_cpu=${receiver_cpu:-$relay_cpu}
 
 # A private tracefs instance: its own buffer, CPU mask and events, removed on exit, so whatever
 # else uses tracefs on this machine is left alone.
 inst=$T/instances/mcr-cpu-trace.$$
-events=(sched/sched_switch sched/sched_wakeup irq/softirq_entry irq/softirq_exit)
+events=(sched/sched_switch sched/sched_wakeup irq/softirq_entry irq/softirq_exit "${extra_events[@]}")
 trace_remove() {
   [ -d "$inst" ] || return 0
   echo 0 >"$inst/tracing_on" 2>/dev/null
@@ -67,7 +74,7 @@ cat >"$RIG_TMP/rules.json" <<'EOF'
 EOF
 mcrd_start "$bin" "$relay_cpu" "$ingress" "$RIG_TMP/rules.json" "${mcrd_args[@]}"
 shard=$(basename "$MCRD_SHARD_TASK")
-rig_bg rcv rx taskset -c "$relay_cpu" "$bin/mcrgen" recv --group 239.2.2.2 --port 6000 \
+rig_bg rcv rx taskset -c "$receiver_cpu" "$bin/mcrgen" recv --group 239.2.2.2 --port 6000 \
   --interface veth0 --timeout $((seconds * 3 + 10)) --idle-exit 1 --json \
   --ready-file "$RIG_TMP/ready"
 rx_pid=$RIG_LAST_PID
