@@ -135,7 +135,8 @@ class Bench:
     def trial(self, relay: Relay, t: Traffic, kind: str, **kw) -> dict:
         # Drop counters matter where loss is expected and explained: full blast and fan-out.
         kw.setdefault("wait_counters", kind in ("blast", "streams-blast", "fanout"))
-        kw.setdefault("hop_stamps", bool(self.plan.get("hop_stamps")) and kind.startswith("latency"))
+        kw.setdefault("hop_stamps",
+                      bool(self.plan.get("hop_stamps")) and kind.startswith("latency"))
         r = run_trial(self.rig, relay, self.place, t, kind=kind, **kw)
         self.trials.append(r)
         log(brief(r))

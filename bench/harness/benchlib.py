@@ -612,9 +612,9 @@ class HopStamps:
         self.caps = []
         for role, ifname in (("rly", "in0"), ("rcv", "veth0")):
             path = rig.unique(f"hop-{role}.pcap")
-            proc = Proc(rig.cmd(role, ["tcpdump", "-i", ifname, "-w", path, "-s", self.SNAPLEN,
-                                       "-n", "-B", "8192", "--immediate-mode", "--time-stamp-precision=nano",
-                                       self.FILTER], cpu), path + ".out")
+            argv = ["tcpdump", "-i", ifname, "-w", path, "-s", self.SNAPLEN, "-n", "-B", "8192",
+                    "--immediate-mode", "--time-stamp-precision=nano", self.FILTER]
+            proc = Proc(rig.cmd(role, argv, cpu), path + ".out")
             self.caps.append((proc, path))
         end = time.monotonic() + 5
         for proc, _ in self.caps:
@@ -661,7 +661,8 @@ class HopStamps:
         # In sequence order: whether the slow ones come together (a stall) or spread (queueing).
         series = [round((end[s] - start[s]) / 1e3, 1) for s in both]
         hops = sorted(series)
-        res = {"samples": len(hops), "series_us": series, "input_only": len(start.keys() - end.keys()),
+        res = {"samples": len(hops), "series_us": series,
+               "input_only": len(start.keys() - end.keys()),
                "output_only": len(end.keys() - start.keys()),
                "tcpdump": [proc.stderr_tail(3) for proc, _ in self.caps]}
         if hops:
@@ -703,7 +704,8 @@ def run_trial(rig: Rig, relay: Relay, place: Placement, t: Traffic, *, kind: str
             raise RuntimeError(f"receiver did not get ready: {recv.stderr_tail()}")
         time.sleep(0.005)
 
-    # tcpdumps on the sender's CPU: they see 1 datagram in 64, and the relay's CPU stays its own.
+    # The tcpdumps run on the sender's CPU and wake for 1 datagram in 64. Their capture filters
+    # run in the kernel for every datagram where it arrives: at veth0 inside the relay's send.
     hop = HopStamps(rig, place.sender_cpu) if hop_stamps else None
     before = relay.counters()
     udp_rcv0 = rig.udp("rcv").get("RcvbufErrors", 0)
