@@ -191,6 +191,18 @@ class EngineRelayTest : public ::testing::TestWithParam<IngressMode> {
     NetnsScope in(*rig_, "rcv");
     *rx = std::make_unique<Receiver>(group, port, "veth0");
   }
+  // A tun or tap input `name` in the relay's namespace (`ip tuntap add dev NAME mode MODE`, set
+  // up) attached with `flags`: *fd takes the frames the test writes (the test closes it), and
+  // *builder builds them (frames only; it sends nothing).
+  void TunInput(const char* name, const char* mode, short flags, int* fd,
+                std::unique_ptr<RawSender>* builder) {
+    rig_->Exec("rly", std::string("ip tuntap add dev ") + name + " mode " + mode);
+    rig_->Exec("rly", std::string("ip link set ") + name + " up");
+    NetnsScope in(*rig_, "rly");
+    *fd = AttachTun(name, flags);
+    ASSERT_GE(*fd, 0) << strerror(errno);
+    *builder = std::make_unique<RawSender>("lo");
+  }
   // Eight flows interleaved through the shards on `cpus`: each complete and in order.
   void RunEightFlows(std::vector<int> cpus);
 
@@ -758,16 +770,9 @@ TEST_P(EngineRelayTest, TwoNamesOfOneInputInterfaceAreRefusedNotCapturedTwice) {
 TEST_P(EngineRelayTest, InputWithoutEthernetHeaderRelays) {
   // tun (like WireGuard and other IP tunnels) hands the stack bare IP packets: a capture there
   // starts at the IP header. Parsed as Ethernet, every datagram was counted as malformed.
-  rig_->Exec("rly", "ip tuntap add dev tun0 mode tun");
-  rig_->Exec("rly", "ip link set tun0 up");
   int tun = -1;
   std::unique_ptr<RawSender> builder;
-  {
-    NetnsScope in(*rig_, "rly");
-    tun = AttachTun("tun0", IFF_TUN | IFF_NO_PI);
-    ASSERT_GE(tun, 0) << strerror(errno);
-    builder = std::make_unique<RawSender>("lo");  // builds frames only
-  }
+  ASSERT_NO_FATAL_FAILURE(TunInput("tun0", "tun", IFF_TUN | IFF_NO_PI, &tun, &builder));
   StartEngine({0, 1});  // two shards: steering reads the IP header on this interface too
   Apply({Rule("t", "tun0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")}),
          Rule("u", "tun0", "239.1.1.2", 5001, {Out("239.2.2.2", 6001, "out0")})});
@@ -1174,16 +1179,10 @@ TEST_P(EngineRelayTest, DatagramsMergedIntoOneFrameAreRelayedOneByOne) {
 // worst. Such a frame must be counted as the kernel's drop (ring) or a socket error (recv),
 // and the frames around it relayed.
 TEST_P(EngineRelayTest, AFrameTheKernelCannotDescribeIsCountedAndSkipped) {
-  rig_->Exec("rly", "ip tuntap add dev tap0 mode tap vnet_hdr");
-  rig_->Exec("rly", "ip link set tap0 up");
   int tap = -1;
   std::unique_ptr<RawSender> builder;
-  {
-    NetnsScope in(*rig_, "rly");
-    tap = AttachTun("tap0", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
-    ASSERT_GE(tap, 0) << strerror(errno);
-    builder = std::make_unique<RawSender>("lo");  // builds frames only
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      TunInput("tap0", "tap vnet_hdr", IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, &tap, &builder));
   absl::Cleanup close_tap = [tap] { close(tap); };
   StartEngine();
   Apply({Rule("t", "tap0", "239.1.1.1", 5000, {Out("239.2.2.2", 6000, "out0")})});
