@@ -612,7 +612,9 @@ class HopStamps:
         self.caps = []
         for role, ifname in (("rly", "in0"), ("rcv", "veth0")):
             path = rig.unique(f"hop-{role}.pcap")
-            argv = ["tcpdump", "-i", ifname, "-w", path, "-s", self.SNAPLEN, "-n", "-B", "8192",
+            # -Z root: tcpdump otherwise drops to a user 'tcpdump', which a bare machine lacks
+            argv = ["tcpdump", "-Z", "root", "-i", ifname, "-w", path, "-s", self.SNAPLEN, "-n",
+                    "-B", "8192",
                     "--immediate-mode", "--time-stamp-precision=nano", self.FILTER]
             proc = Proc(rig.cmd(role, argv, cpu), path + ".out")
             self.caps.append((proc, path))

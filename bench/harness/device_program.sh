@@ -51,14 +51,19 @@ left() { echo $((budget - ($(date +%s) - t0))); }
 pack() { tar czf "$out/results.tgz" -C "$work" . 2>/dev/null; }
 trap 'pack; rm -rf "$work"' EXIT
 
-step() {  # step NAME ESTIMATE_S COMMAND...: runs COMMAND under a timeout if ESTIMATE_S fits
-  local name=$1 est=$2; shift 2
+# step NAME ESTIMATE_S CAP_S COMMAND...: runs COMMAND if ESTIMATE_S fits what is left, stopped
+# after CAP_S (or when the budget ends) so that one slow step cannot take the later ones' time.
+# bench.py and shard_scaling.py write their JSON after every trial: a stopped step keeps what it
+# measured.
+step() {
+  local name=$1 est=$2 cap=$3; shift 3
   local l; l=$(left)
   if [ "$l" -lt "$est" ]; then
     echo "== skip $name: needs ~${est}s, ${l}s left"
     return
   fi
-  echo "== $name ($(($(date +%s) - t0)) s in, ${l}s left): $*"
+  [ "$cap" -lt "$l" ] && l=$cap
+  echo "== $name ($(($(date +%s) - t0)) s in, up to ${l}s): $*"
   timeout -k 5 "$l" "$@"
   echo "== $name rc=$? ($(($(date +%s) - t0)) s in)"
   pack
@@ -81,25 +86,25 @@ if [ "$ncpu" -lt 4 ]; then relay_cpu=$((first + ncpu - 1)) sender_cpu=$first rec
 
 if [ "$tiny" -eq 1 ]; then
   bench_args=(--quick) scaling_args=(--quick --shards 1,2) one=(--quick --shards 1)
-  est_bench=60 est_scaling=30 est_one=15
+  est_bench=60 est_scaling=30 est_one=15 cap_bench=120 cap_scaling=60 cap_one=30
 else
   bench_args=(--set rounds=1) scaling_args=() one=(--shards 1 --flows 16)
-  est_bench=240 est_scaling=75 est_one=25
+  est_bench=240 est_scaling=75 est_one=25 cap_bench=270 cap_scaling=110 cap_one=40
 fi
 command -v tcpdump >/dev/null && bench_args+=(--set hop_stamps=true)
 
 # 1. The comparison at 1200 bytes with relay, sender and receiver on CPUs of their own.
-step bench "$est_bench" "$root/scripts/bench.sh" --bin "$bin" --out "$work/bench" --no-plots \
+step bench "$est_bench" "$cap_bench" "$root/scripts/bench.sh" --bin "$bin" --out "$work/bench" --no-plots \
   --sizes 1200 --parts comparison,mcrd_recv,latency_vs_rate,fanout \
   --cpus "$relay_cpu" --sender-cpu "$sender_cpu" --receiver-cpu "$receiver_cpu" "${bench_args[@]}"
 # 2. Shard scaling, default placement.
-step scaling "$est_scaling" "$here/shard_scaling.sh" --bin "$bin" --out "$work/scaling" \
+step scaling "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" --out "$work/scaling" \
   "${scaling_args[@]}"
 # 3. One shard: busy polling against none, interleaved, steal recorded per trial.
 for i in 1 2; do
-  step "one-shard-default-$i" "$est_one" "$here/shard_scaling.sh" --bin "$bin" \
+  step "one-shard-default-$i" "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
     --out "$work/one-default-$i" "${one[@]}"
-  step "one-shard-busy-poll-$i" "$est_one" "$here/shard_scaling.sh" --bin "$bin" \
+  step "one-shard-busy-poll-$i" "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
     --out "$work/one-busy-poll-$i" "${one[@]}" --mcrd-arg=--busy-poll-us=50
 done
 echo "== done ($(($(date +%s) - t0)) s): $out/results.tgz"
