@@ -11,7 +11,7 @@ packages=(
   liburing-dev libnuma-dev libabsl-dev prometheus-cpp-dev libbenchmark-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libmnl-dev
   # end-to-end tests, demo and benchmarks: real peers
-  iproute2 ethtool socat smcroute iperf tcpdump prometheus util-linux procps
+  iproute2 ethtool socat smcroute iperf tcpdump nftables prometheus util-linux procps
   curl jq python3 gnuplot-nox systemd
 )
 

@@ -7,14 +7,17 @@
 #      the kernel path and socat, relay / sender / receiver each on a CPU of its own. On the
 #      2-CPU VM the relay shares with the receiver, and the recv-mode tail and fan-out figures
 #      carry that (docs/PERFORMANCE.md, "What the numbers say").
-#   2. Shard scaling with the default placement (bench/harness/shard_scaling.sh).
-#   3. One shard, 16 flows, interleaved: default against --busy-poll-us=50. Busy polling passed
-#      400k-packet trials at 0.66M pps but lost over 800k; each trial now records steal time.
+#   2. Shard scaling with the default placement, twice, each time followed by the same run with
+#      --drop-captured (nft drops the input groups in the relay namespace's raw prerouting hook,
+#      as packaging/nftables/mcr-drop-captured.nft does on a relay host). The senders' CPUs run
+#      that namespace's receive path and set the 8-shard figure; on the 2-CPU VM the rule took
+#      ~0.4 us off each datagram there (bench/harness/input_cost.sh). Needs nft in the carry.
+#   3. If time is left: one shard, 16 flows, default against --busy-poll-us=50, interleaved.
 #
 # Prepare here (binaries and tools with their libraries; .rig/ is git-ignored and travels only
 # when named in the call's carry list):
 #   ../shared/rig/carry-netns-tools.sh .rig build/bin/mcrd build/bin/mcrctl build/bin/mcrgen \
-#       /usr/sbin/ethtool /usr/bin/tcpdump
+#       /usr/sbin/ethtool /usr/bin/tcpdump /usr/sbin/nft
 # With tcpdump there, step 1's latency trials also time the relay's own share from outside it
 # (--set hop_stamps=true: tcpdump stamps on its input and at the receiver's interface).
 # There, as root, in the checkout:
@@ -33,7 +36,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --budget) budget=$2; shift 2 ;;
     --tiny) tiny=1; shift ;;
-    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "device_program: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -89,7 +92,7 @@ if [ "$tiny" -eq 1 ]; then
   est_bench=60 est_scaling=30 est_one=15 cap_bench=120 cap_scaling=60 cap_one=30
 else
   bench_args=(--set rounds=1) scaling_args=() one=(--shards 1 --flows 16)
-  est_bench=240 est_scaling=75 est_one=25 cap_bench=270 cap_scaling=110 cap_one=40
+  est_bench=200 est_scaling=55 est_one=25 cap_bench=240 cap_scaling=70 cap_one=40
 fi
 command -v tcpdump >/dev/null && bench_args+=(--set hop_stamps=true)
 
@@ -97,14 +100,21 @@ command -v tcpdump >/dev/null && bench_args+=(--set hop_stamps=true)
 step bench "$est_bench" "$cap_bench" "$root/scripts/bench.sh" --bin "$bin" --out "$work/bench" --no-plots \
   --sizes 1200 --parts comparison,mcrd_recv,latency_vs_rate,fanout \
   --cpus "$relay_cpu" --sender-cpu "$sender_cpu" --receiver-cpu "$receiver_cpu" "${bench_args[@]}"
-# 2. Shard scaling, default placement.
-step scaling "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" --out "$work/scaling" \
-  "${scaling_args[@]}"
-# 3. One shard: busy polling against none, interleaved, steal recorded per trial.
+# 2. Shard scaling, default placement, interleaved with the same run with the input groups
+#    dropped before routing in the relay namespace.
 for i in 1 2; do
-  step "one-shard-default-$i" "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
-    --out "$work/one-default-$i" "${one[@]}"
-  step "one-shard-busy-poll-$i" "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
-    --out "$work/one-busy-poll-$i" "${one[@]}" --mcrd-arg=--busy-poll-us=50
+  step "scaling-$i" "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" \
+    --out "$work/scaling-$i" "${scaling_args[@]}"
+  if command -v nft >/dev/null; then
+    step "scaling-drop-$i" "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" \
+      --out "$work/scaling-drop-$i" "${scaling_args[@]}" --drop-captured
+  else
+    echo "== skip scaling-drop-$i: no nft (carry /usr/sbin/nft)"
+  fi
 done
+# 3. One shard: busy polling against none, interleaved, steal recorded per trial.
+step one-shard-default "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
+  --out "$work/one-default" "${one[@]}"
+step one-shard-busy-poll "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
+  --out "$work/one-busy-poll" "${one[@]}" --mcrd-arg=--busy-poll-us=50
 echo "== done ($(($(date +%s) - t0)) s): $out/results.tgz"

@@ -212,6 +212,8 @@ def main() -> int:
                     help="extra mcrgen send argument, repeatable (e.g. --send-arg=--no-gso)")
     ap.add_argument("--recv-arg", action="append", default=[],
                     help="extra mcrgen recv argument, repeatable (e.g. --recv-arg=--spin-us=200)")
+    ap.add_argument("--drop-captured", action="store_true",
+                    help="recorded in the results: shard_scaling.sh loaded the nft drop rule")
     args = ap.parse_args()
     shard_counts = [int(x) for x in args.shards.split(",")]
     shard_cpus = cpu_list(args.shard_cpus)
@@ -228,7 +230,7 @@ def main() -> int:
                          "receiver_cpus": args.receiver_cpus, "control_cpu": args.control_cpu},
            "search_count": args.search_count, "confirm_count": args.confirm_count,
            "mcrd_args": args.mcrd_arg, "send_args": args.send_arg,
-           "recv_args": args.recv_arg,
+           "recv_args": args.recv_arg, "drop_captured": args.drop_captured,
            "background_busy_cpus": [], "rows": []}
 
     def save():

@@ -28,6 +28,10 @@
 #   --quick              tiny counts: checks that it runs, measures nothing
 #   --mcrd-arg ARG       extra mcrd supervisor argument (repeatable)
 #   --recv-arg ARG       extra mcrgen recv argument (repeatable), e.g. --recv-arg=--spin-us=200
+#   --drop-captured      drop the input datagrams in the relay namespace's raw prerouting hook
+#                        (nft), as packaging/nftables/mcr-drop-captured.nft does on a relay host:
+#                        the senders' CPUs, which run that namespace's receive path, then no
+#                        longer pay for its local delivery of the joined groups. Needs nft.
 #   -h, --help           this text
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +39,7 @@ root=$(cd "$here/../.." && pwd)
 bin=""
 out=$root/bench/results
 py=()
+drop_captured=0
 shard_cpus="" sender_cpus="" receiver_cpus=""
 while [ $# -gt 0 ]; do
   case $1 in
@@ -53,7 +58,8 @@ while [ $# -gt 0 ]; do
     --recv-arg) py+=("--recv-arg=$2"); shift 2 ;;
     --recv-arg=*) py+=("--recv-arg=${1#--recv-arg=}"); shift ;;
     --mcrd-arg=*) py+=("--mcrd-arg=${1#--mcrd-arg=}"); shift ;;
-    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --drop-captured) drop_captured=1; py+=(--drop-captured); shift ;;
+    -h | --help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "shard_scaling: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -97,6 +103,19 @@ rig_topology
 if ! command -v ethtool >/dev/null; then
   echo "shard_scaling: no ethtool: veth UDP segmentation stays on, senders use --no-gso" >&2
   py+=(--send-arg=--no-gso)
+fi
+if [ "$drop_captured" -eq 1 ]; then
+  command -v nft >/dev/null || { echo "shard_scaling: --drop-captured needs nft" >&2; exit 1; }
+  # Every flow's input is a UDP group on in0: one rule covers them all (the shipped file lists
+  # each input instead).
+  ip netns exec "$(rig_nsname rly)" nft -f - <<'NFT'
+table ip mcr_drop_captured {
+  chain prerouting {
+    type filter hook prerouting priority raw; policy accept;
+    iifname "in0" ip daddr 224.0.0.0/4 meta l4proto udp counter drop
+  }
+}
+NFT
 fi
 # Many groups joined per namespace, one socket each; raise the per-socket limits anyway.
 for role in rly rcv; do

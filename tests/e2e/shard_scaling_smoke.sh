@@ -39,3 +39,18 @@ if command -v gnuplot >/dev/null; then
     || { echo "FAIL: plot.py drew no shard_scaling.png from two runs" >&2; exit 1; }
   echo "PASS: plot.py draws two shard-scaling runs"
 fi
+# --drop-captured (nft in the relay's namespace): the capture still sees every flow, and the
+# results say the rule was on.
+if command -v nft >/dev/null; then
+  "$src/bench/harness/shard_scaling.sh" --bin "$bin" --out "$out/drop" --quick --shards 1 \
+    --drop-captured || { echo "FAIL: shard_scaling.sh --drop-captured exited with $?" >&2; exit 1; }
+  python3 - "$out/drop/shard_scaling.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["drop_captured"] is True, "the results do not record --drop-captured"
+r = d["rows"][0]
+assert "error" not in r, r.get("error")
+assert r["blast_delivered_pps"] > 0 and r["blast_in_order"], "nothing relayed in order with the rule"
+print(f"PASS: --drop-captured, 1 shard, full blast {r['blast_delivered_pps'] / 1e3:.0f}k pps")
+PY
+fi
