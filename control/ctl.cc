@@ -268,6 +268,23 @@ int RunMcrctl(int argc, char** argv) {
                          [](const json& r) { PrintOut(FormatList(r)); });
       });
 
+  app.add_subcommand("nft-drop",
+                     "Print an nft script that drops the rules' inputs before the host routes "
+                     "them (optional tuning: docs/GUIDE.md, section 3)")
+      ->callback([&] {  // a script, not a report: --json does not apply
+        auto response = session.Call(RequestType::kList);
+        if (!response.ok()) {
+          rc = Fail(response.status());
+          return;
+        }
+        auto script = FormatNftDrop(*response);
+        if (!script.ok()) {
+          rc = Fail(script.status());
+          return;
+        }
+        PrintOut(*script);
+      });
+
   bool watch = false;
   CLI::App* stats_cmd = app.add_subcommand(
       "stats", "Per rule and output: packets, bytes, packets/s, bits/s, errors, drops");

@@ -1,8 +1,12 @@
 #include "control/ctl_format.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <span>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -212,6 +216,93 @@ std::string FormatSummary(const json& response) {
   }
   parts.push_back(absl::StrCat(U64(response, "unchanged"), " unchanged"));
   return absl::StrJoin(parts, ", ");
+}
+
+namespace {
+
+// nft reads the script as code, run as root: every field is checked to be exactly what it claims
+// before it is written into it.
+bool SafeInterfaceName(const std::string& name) {
+  if (name.empty() || name.size() > 15) return false;  // IFNAMSIZ - 1
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.' || c == '@';
+  });
+}
+// The dotted quad inet_pton accepts and inet_ntop writes back unchanged, or "".
+std::string CanonicalIpv4(const std::string& text) {
+  in_addr a{};
+  char buf[INET_ADDRSTRLEN];
+  if (inet_pton(AF_INET, text.c_str(), &a) != 1 || !inet_ntop(AF_INET, &a, buf, sizeof buf))
+    return "";
+  return buf == text ? text : "";
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> FormatNftDrop(const json& response) {
+  // (interface, group, port) of any-source rules; (interface, source, group, port) of the rest.
+  std::set<std::tuple<std::string, std::string, uint64_t>> any_source;
+  std::set<std::tuple<std::string, std::string, std::string, uint64_t>> with_source;
+  for (const auto& r : Array(response, "rules")) {
+    const json& in = r.contains("input") && r["input"].is_object() ? r["input"] : json::object();
+    const std::string id = Str(r, "id");
+    const std::string itf = Str(in, "interface");
+    const std::string group = Str(in, "group");
+    const auto port_it = in.find("port");
+    const uint64_t port =
+        port_it != in.end() && port_it->is_number_unsigned() ? port_it->get<uint64_t>() : 0;
+    if (!SafeInterfaceName(itf))
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "rule %s: input interface '%s' cannot be written into an nft script safely "
+          "(only letters, digits and _ - . @ are); add its element by hand",
+          id, itf));
+    if (CanonicalIpv4(group).empty())
+      return absl::InvalidArgumentError(
+          absl::StrFormat("rule %s: input group '%s' is not an IPv4 address", id, group));
+    if (port == 0 || port > 65535)
+      return absl::InvalidArgumentError(
+          absl::StrFormat("rule %s: input port '%s' is not 1-65535", id, Str(in, "port")));
+    if (in.contains("source")) {
+      const std::string source = Str(in, "source");
+      if (CanonicalIpv4(source).empty())
+        return absl::InvalidArgumentError(
+            absl::StrFormat("rule %s: input source '%s' is not an IPv4 address", id, source));
+      with_source.emplace(itf, source, group, port);
+    } else {
+      any_source.emplace(itf, group, port);
+    }
+  }
+  std::string out = absl::StrFormat(
+      "#!/usr/sbin/nft -f\n"
+      "# From `mcrctl nft-drop`: drops, before routing, the %d input(s) mcrd captures, so that the\n"
+      "# host's IP stack does not process each of their datagrams a second time. mcrd's capture\n"
+      "# sees them before this hook. A program on this host that joins one of these groups on that\n"
+      "# interface gets nothing while the table is loaded. Load with nft -f (it replaces the\n"
+      "# table: run it again after rule changes); remove with\n"
+      "# nft delete table ip mcr_drop_captured. docs/GUIDE.md, section 3.\n"
+      "table ip mcr_drop_captured\n"
+      "delete table ip mcr_drop_captured\n"
+      "table ip mcr_drop_captured {\n"
+      "  chain prerouting {\n"
+      "    type filter hook prerouting priority raw; policy accept;\n",
+      any_source.size() + with_source.size());
+  if (!any_source.empty()) {
+    std::vector<std::string> e;
+    for (const auto& [itf, group, port] : any_source)
+      e.push_back(absl::StrFormat("      \"%s\" . %s . %d,\n", itf, group, port));
+    absl::StrAppend(&out, "    iifname . ip daddr . udp dport {\n", absl::StrJoin(e, ""),
+                    "    } counter drop\n");
+  }
+  if (!with_source.empty()) {
+    std::vector<std::string> e;
+    for (const auto& [itf, source, group, port] : with_source)
+      e.push_back(absl::StrFormat("      \"%s\" . %s . %s . %d,\n", itf, source, group, port));
+    absl::StrAppend(&out, "    iifname . ip saddr . ip daddr . udp dport {\n",
+                    absl::StrJoin(e, ""), "    } counter drop\n");
+  }
+  absl::StrAppend(&out, "  }\n}\n");
+  return out;
 }
 
 }  // namespace mcr::control

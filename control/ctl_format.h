@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
 namespace mcr::control {
@@ -35,5 +36,13 @@ std::string FormatStats(const nlohmann::json& response);
 std::string FormatShards(const nlohmann::json& response);
 /// A change summary (config load, reload, config check): "2 added (a, b), 1 removed (c), ...".
 std::string FormatSummary(const nlohmann::json& response);
+
+/// `nft-drop`: an nft script (for `nft -f`) whose table `ip mcr_drop_captured` drops, in the raw
+/// prerouting hook, every datagram a rule of `list` captures: (interface, group, port), and the
+/// source too for a source-specific rule. Loading it replaces the table, so running it again after
+/// rule changes brings it up to date; with no rules the table is left empty. Refuses a rule whose
+/// fields cannot be written into nft's syntax safely (an interface name with quotes or spaces,
+/// an address or port that is not one), naming the rule: nothing partial is printed.
+absl::StatusOr<std::string> FormatNftDrop(const nlohmann::json& response);
 
 }  // namespace mcr::control

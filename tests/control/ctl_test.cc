@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "control/client.h"
 #include "control/ctl_format.h"
 #include "gmock/gmock.h"
@@ -149,6 +150,64 @@ TEST(FormatTest, List) {
             "in0        up             2\n"
             "out1       missing        -\n");
   EXPECT_EQ(FormatList(json::parse(R"({"rules": []})")), "no rules\n");
+}
+
+TEST(FormatTest, NftDropListsEachCapturedInputOnce) {
+  json r = json::parse(R"({"rules": [
+      {"id": "b", "input": {"interface": "in0", "group": "239.1.1.2", "port": 5000}},
+      {"id": "a", "input": {"interface": "in0", "group": "239.1.1.1", "port": 5000}},
+      {"id": "a2", "input": {"interface": "in0", "group": "239.1.1.1", "port": 5000}},
+      {"id": "ssm", "input": {"interface": "media0", "group": "232.1.1.1", "port": 20000,
+                              "source": "10.1.1.10"}},
+      {"id": "uni", "input": {"interface": "vlan.10", "group": "10.9.9.9", "port": 7000}}]})");
+  auto script = FormatNftDrop(r);
+  ASSERT_TRUE(script.ok()) << script.status();
+  // Sorted and without duplicates; source-specific inputs match their source too.
+  EXPECT_THAT(*script, HasSubstr("    iifname . ip daddr . udp dport {\n"
+                                 "      \"in0\" . 239.1.1.1 . 5000,\n"
+                                 "      \"in0\" . 239.1.1.2 . 5000,\n"
+                                 "      \"vlan.10\" . 10.9.9.9 . 7000,\n"
+                                 "    } counter drop\n"
+                                 "    iifname . ip saddr . ip daddr . udp dport {\n"
+                                 "      \"media0\" . 10.1.1.10 . 232.1.1.1 . 20000,\n"
+                                 "    } counter drop\n  }\n}\n"));
+  // Loading it replaces the table rather than adding a second copy of every rule.
+  EXPECT_THAT(*script, HasSubstr("table ip mcr_drop_captured\n"
+                                 "delete table ip mcr_drop_captured\n"
+                                 "table ip mcr_drop_captured {\n"));
+  EXPECT_THAT(*script, HasSubstr("the 4 input(s)"));
+}
+
+TEST(FormatTest, NftDropWithNoRulesEmptiesTheTable) {
+  auto script = FormatNftDrop(json::parse(R"({"rules": []})"));
+  ASSERT_TRUE(script.ok());
+  EXPECT_THAT(*script, HasSubstr("policy accept;\n  }\n}\n"));
+  EXPECT_THAT(*script, ::testing::Not(HasSubstr("drop\n")));
+}
+
+TEST(FormatTest, NftDropRefusesWhatItCannotWriteSafely) {
+  auto err = [](const char* input) {
+    auto r = FormatNftDrop(json::parse(
+        absl::StrCat(R"({"rules": [{"id": "x", "input": )", input, "}]}")));
+    return r.ok() ? std::string("ok") : std::string(r.status().message());
+  };
+  EXPECT_THAT(err(R"({"interface": "in\"0; flush ruleset", "group": "239.1.1.1", "port": 1})"),
+              HasSubstr("rule x: input interface"));
+  EXPECT_THAT(err(R"({"interface": "in 0", "group": "239.1.1.1", "port": 1})"),
+              HasSubstr("cannot be written into an nft script safely"));
+  EXPECT_THAT(err(R"({"interface": "", "group": "239.1.1.1", "port": 1})"),
+              HasSubstr("input interface ''"));
+  EXPECT_THAT(err(R"({"interface": "in0", "group": "239.1.1.1 } drop", "port": 1})"),
+              HasSubstr("input group '239.1.1.1 } drop' is not an IPv4 address"));
+  EXPECT_THAT(err(R"({"interface": "in0", "group": "239.001.1.1", "port": 1})"),
+              HasSubstr("is not an IPv4 address"));
+  EXPECT_THAT(err(R"({"interface": "in0", "group": "239.1.1.1", "port": 0})"),
+              HasSubstr("input port '0' is not 1-65535"));
+  EXPECT_THAT(err(R"({"interface": "in0", "group": "239.1.1.1", "port": "5000"})"),
+              HasSubstr("is not 1-65535"));
+  EXPECT_THAT(err(R"({"interface": "in0", "group": "232.1.1.1", "port": 5, "source": "x"})"),
+              HasSubstr("input source 'x' is not an IPv4 address"));
+  EXPECT_EQ(err(R"({"interface": "br-lan_1@x", "group": "239.1.1.1", "port": 65535})"), "ok");
 }
 
 TEST(FormatTest, Stats) {

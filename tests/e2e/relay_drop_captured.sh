@@ -3,6 +3,8 @@
 # host's IP stack no longer receives the input group (a local listener on it gets nothing, the
 # rule's counter counts every datagram), while mcrd still relays all of it and the group stays
 # joined. Without the file, the same listener gets everything: the check can tell them apart.
+# Then the script `mcrctl nft-drop` writes for the running rules, with a source-specific rule
+# among them, does the same; with no rules left it loads as an empty table.
 set -euo pipefail
 . "${MCR_SOURCE_DIR:?}/tests/rig/netns.sh"
 rig_init relay_drop_captured
@@ -20,19 +22,20 @@ ctl add --name cam --input-interface in0 --input-group 239.1.1.1 --input-port 50
   --outputs 239.2.2.2:6000:out0 >/dev/null
 
 N=400
-# round NAME: sends N datagrams to 239.1.1.1:5000; prints "relayed local", the unique datagrams
-# that reached the receiver behind mcrd and a listener on the group inside the relay's namespace.
+# round NAME [GROUP OUT_PORT]: sends N datagrams to GROUP:5000 (239.1.1.1); prints "relayed
+# local", the unique datagrams that reached the receiver behind mcrd (239.2.2.2:OUT_PORT, 6000)
+# and a listener on GROUP inside the relay's namespace.
 round() {
-  local name=$1
-  rig_bg rcv "far.$name" "$MCR_BIN/mcrgen" recv --group 239.2.2.2 --port 6000 \
+  local name=$1 group=${2:-239.1.1.1} out_port=${3:-6000}
+  rig_bg rcv "far.$name" "$MCR_BIN/mcrgen" recv --group 239.2.2.2 --port "$out_port" \
     --interface veth0 --expect "$N" --timeout 10 --json --ready-file "$RIG_TMP/far.$name.ready"
   local far=$RIG_LAST_PID
-  rig_bg rly "local.$name" "$MCR_BIN/mcrgen" recv --group 239.1.1.1 --port 5000 \
+  rig_bg rly "local.$name" "$MCR_BIN/mcrgen" recv --group "$group" --port 5000 \
     --interface in0 --expect "$N" --timeout 4 --json --ready-file "$RIG_TMP/local.$name.ready"
   local near=$RIG_LAST_PID
   rig_wait_file "$RIG_TMP/far.$name.ready" 10
   rig_wait_file "$RIG_TMP/local.$name.ready" 10
-  rig_exec snd "$MCR_BIN/mcrgen" send --group 239.1.1.1 --port 5000 --interface veth0 \
+  rig_exec snd "$MCR_BIN/mcrgen" send --group "$group" --port 5000 --interface veth0 \
     --count "$N" --rate 2000 --ttl 8 >/dev/null
   wait "$far" || true
   wait "$near" || true
@@ -66,3 +69,26 @@ read -r relayed near <<<"$(round removed)"
 [ "$relayed" = "$N" ] && [ "$near" = "$N" ] ||
   rig_fail "after removing the rule: relayed $relayed, local $near of $N"
 echo "ok: removing the table restores local delivery"
+
+# The script mcrctl writes for the running rules: one any-source and one source-specific input.
+ctl add --name ssm --input-interface in0 --input-source 10.10.1.1 --input-group 239.1.1.5 \
+  --input-port 5000 --outputs 239.2.2.2:6001:out0 >/dev/null
+ctl nft-drop >"$RIG_TMP/generated.nft" || rig_fail "mcrctl nft-drop failed"
+grep -q '"in0" . 10.10.1.1 . 239.1.1.5 . 5000,' "$RIG_TMP/generated.nft" ||
+  rig_fail "mcrctl nft-drop lists no source-specific element: $(cat "$RIG_TMP/generated.nft")"
+rig_exec rly nft -f "$RIG_TMP/generated.nft" || rig_fail "nft refused mcrctl nft-drop's script"
+read -r relayed near <<<"$(round generated-any)"
+[ "$relayed" = "$N" ] && [ "$near" = 0 ] ||
+  rig_fail "mcrctl nft-drop, any-source rule: relayed $relayed, local $near of $N"
+read -r relayed near <<<"$(round generated-ssm 239.1.1.5 6001)"
+[ "$relayed" = "$N" ] && [ "$near" = 0 ] ||
+  rig_fail "mcrctl nft-drop, source-specific rule: relayed $relayed, local $near of $N"
+echo "ok: mcrctl nft-drop's script drops both inputs locally; mcrd relays all of both"
+
+# With no rules left the script empties the table: the host's stack gets the groups again.
+ctl remove --name cam >/dev/null
+ctl remove --name ssm >/dev/null
+ctl nft-drop | rig_exec rly nft -f - || rig_fail "nft refused the script for no rules"
+! rig_exec rly nft list table ip mcr_drop_captured | grep -q counter ||
+  rig_fail "the table still drops with no rules: $(rig_exec rly nft list table ip mcr_drop_captured)"
+echo "ok: with no rules mcrctl nft-drop leaves the table empty"
