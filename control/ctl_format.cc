@@ -244,6 +244,9 @@ absl::StatusOr<std::string> FormatNftDrop(const json& response) {
   // (interface, group, port) of any-source rules; (interface, source, group, port) of the rest.
   std::set<std::tuple<std::string, std::string, uint64_t>> any_source;
   std::set<std::tuple<std::string, std::string, std::string, uint64_t>> with_source;
+  // An answer without a rule list is not "no rules": a script from it would empty the table.
+  if (!response.contains("rules") || !response["rules"].is_array())
+    return absl::InvalidArgumentError("mcrd's answer to list has no rule list");
   for (const auto& r : Array(response, "rules")) {
     const json& in = r.contains("input") && r["input"].is_object() ? r["input"] : json::object();
     const std::string id = Str(r, "id");
@@ -277,9 +280,10 @@ absl::StatusOr<std::string> FormatNftDrop(const json& response) {
       "#!/usr/sbin/nft -f\n"
       "# From `mcrctl nft-drop`: drops, before routing, the %d input(s) mcrd captures, so that the\n"
       "# host's IP stack does not process each of their datagrams a second time. mcrd's capture\n"
-      "# sees them before this hook. A program on this host that joins one of these groups on that\n"
-      "# interface gets nothing while the table is loaded. Load with nft -f (it replaces the\n"
-      "# table: run it again after rule changes); remove with\n"
+      "# sees them before this hook. While the table is loaded, nothing else on this host gets\n"
+      "# them: not a program that joins one of these groups or binds a unicast input's port on\n"
+      "# that interface, nor the host's own multicast routing (smcroute, pimd). Load with nft -f\n"
+      "# (it replaces the table: run it again after rule changes); remove with\n"
       "# nft delete table ip mcr_drop_captured. docs/GUIDE.md, section 3.\n"
       "table ip mcr_drop_captured\n"
       "delete table ip mcr_drop_captured\n"

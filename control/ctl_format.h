@@ -42,7 +42,8 @@ std::string FormatSummary(const nlohmann::json& response);
 /// source too for a source-specific rule. Loading it replaces the table, so running it again after
 /// rule changes brings it up to date; with no rules the table is left empty. Refuses a rule whose
 /// fields cannot be written into nft's syntax safely (an interface name with quotes or spaces,
-/// an address or port that is not one), naming the rule: nothing partial is printed.
+/// an address or port that is not one), naming the rule, and an answer without a rule list:
+/// nothing partial is printed.
 absl::StatusOr<std::string> FormatNftDrop(const nlohmann::json& response);
 
 }  // namespace mcr::control

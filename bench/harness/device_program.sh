@@ -10,8 +10,9 @@
 #   2. Shard scaling with the default placement, twice, each time followed by the same run with
 #      --drop-captured (nft drops the input groups in the relay namespace's raw prerouting hook,
 #      as packaging/nftables/mcr-drop-captured.nft does on a relay host). The senders' CPUs run
-#      that namespace's receive path and set the 8-shard figure; on the 2-CPU VM the rule took
-#      ~0.4 us off each datagram there (bench/harness/input_cost.sh). Needs nft in the carry.
+#      that namespace's receive path and set the 8-shard figure; on the 2-CPU VM, with mcrd
+#      relaying, the rule took 0.3-0.65 us off each datagram there (bench/harness/input_cost.sh).
+#      A pair runs only if both runs fit. Needs nft in the carry.
 #   3. If time is left: one shard, 16 flows, default against --busy-poll-us=50, interleaved.
 #
 # Prepare here (binaries and tools with their libraries; .rig/ is git-ignored and travels only
@@ -76,7 +77,7 @@ step() {
   date -u; uname -a; nproc; lscpu 2>/dev/null | grep -E 'Model name|Core|Thread|NUMA'
   head -1 /proc/stat
   sysctl net.core.rmem_max net.core.netdev_max_backlog 2>/dev/null
-  for t in ip socat smcrouted ethtool taskset python3 gnuplot; do
+  for t in ip socat smcrouted ethtool tcpdump nft taskset python3 gnuplot; do
     printf '%s: %s\n' "$t" "$(command -v "$t" || echo missing)"
   done
 } | tee "$work/facts.txt"
@@ -103,6 +104,10 @@ step bench "$est_bench" "$cap_bench" "$root/scripts/bench.sh" --bin "$bin" --out
 # 2. Shard scaling, default placement, interleaved with the same run with the input groups
 #    dropped before routing in the relay namespace.
 for i in 1 2; do
+  if command -v nft >/dev/null && [ "$(left)" -lt $((2 * est_scaling)) ]; then
+    echo "== skip scaling pair $i: needs ~$((2 * est_scaling))s, $(left)s left"
+    continue
+  fi
   step "scaling-$i" "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" \
     --out "$work/scaling-$i" "${scaling_args[@]}"
   if command -v nft >/dev/null; then

@@ -16,9 +16,8 @@
 # Defaults: build/bin, 400000 datagrams of 1200 bytes, 3 rounds; sender on the first allowed CPU,
 # mcrd on the last. Needs root, nft (nftables) and python3. A diagnostic: asserts nothing.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-root=$PWD
-bin=build/bin count=400000 size=1200 rounds=3
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$root/build/bin count=400000 size=1200 rounds=3
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -31,7 +30,9 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "input_cost: needs root (network namespaces)" >&2; exit 77; }
 command -v nft >/dev/null || { echo "input_cost: nft not installed (nftables)" >&2; exit 77; }
-bin=$(cd "$bin" && pwd)
+unshare -n sh -c 'nft add table ip mcr_probe && nft delete table ip mcr_probe' 2>/dev/null ||
+  { echo "input_cost: nftables does not work here (no nf_tables in the kernel?)" >&2; exit 77; }
+bin=$(cd "$bin" && pwd)  # relative to where it was run
 for b in mcrd mcrgen; do [ -x "$bin/$b" ] || { echo "input_cost: $bin/$b not found" >&2; exit 1; }; done
 cpus=$(python3 -c 'import os; a=sorted(os.sched_getaffinity(0)); print(a[0], a[-1])')
 sender_cpu=${cpus% *} relay_cpu=${cpus#* }
@@ -41,6 +42,10 @@ nft_file=$root/packaging/nftables/mcr-drop-captured.nft  # its example element i
 . "$root/bench/harness/mcrd_rig.sh"
 rig_init input_cost
 rig_topology
+# Without ethtool the veths keep UDP segmentation on and a GSO run would cross as one frame:
+# then every datagram is sent on its own.
+send_args=()
+command -v ethtool >/dev/null || send_args=(--no-gso)
 cat >"$RIG_TMP/rules.json" <<J
 {"version": 1, "rules": [{"name": "cost", "input": {"interface": "in0", "group": "239.1.1.1",
  "port": 5000}, "outputs": [{"group": "239.2.2.2", "port": 6000, "interface": "out0"}]}]}
@@ -49,10 +54,12 @@ J
 blast() {  # blast CASE: full-blast rounds, then one line: the rates and ns per datagram
   local rates=() r pps
   for ((r = 0; r < rounds; r++)); do
-    pps=$(rig_exec snd taskset -c "$sender_cpu" "$bin/mcrgen" send --group 239.1.1.1 --port 5000 \
-      --interface veth0 --rate 0 --count "$count" --size "$size" --ttl 8 2>&1 |
-      sed -n 's/.* s: \([0-9]*\) pps.*/\1/p')
-    [ -n "$pps" ] || rig_fail "mcrgen send printed no rate"
+    rig_exec snd taskset -c "$sender_cpu" "$bin/mcrgen" send --group 239.1.1.1 --port 5000 \
+      --interface veth0 --rate 0 --count "$count" --size "$size" --ttl 8 \
+      ${send_args[@]+"${send_args[@]}"} >"$RIG_TMP/send.log" 2>&1 ||
+      rig_fail "mcrgen send failed: $(tail -n 3 "$RIG_TMP/send.log")"
+    pps=$(sed -n 's/.* s: \([0-9]*\) pps.*/\1/p' "$RIG_TMP/send.log")
+    [ -n "$pps" ] || rig_fail "mcrgen send printed no rate: $(tail -n 3 "$RIG_TMP/send.log")"
     rates+=("$pps")
   done
   python3 - "$1" "${rates[@]}" <<'P'
@@ -63,6 +70,10 @@ print(f"{case:12s} full blast {' '.join(f'{r / 1e3:7.0f}k' for r in rates)} pps;
 P
 }
 drop_on() { rig_exec rly nft -f "$nft_file"; }
+wait_joined() {  # until the relay namespace is a member of the group on in0
+  for _ in $(seq 100); do rig_igmp_member rly in0 239.1.1.1 && return 0; sleep 0.05; done
+  rig_fail "239.1.1.1 never joined on in0"
+}
 drop_off() { rig_exec rly nft delete table ip mcr_drop_captured; }
 
 echo "input_cost: $count datagrams of $size bytes per round, sender on CPU $sender_cpu, mcrd on CPU $relay_cpu" >&2
@@ -76,9 +87,12 @@ open('$RIG_TMP/joined', 'w').close()
 time.sleep(3600)"
 join_pid=$RIG_LAST_PID
 rig_wait_file "$RIG_TMP/joined" 10 || rig_fail "the joining socket did not start"
+wait_joined
 blast joined
 drop_on; blast joined+drop; drop_off
 kill "$join_pid"; wait "$join_pid" 2>/dev/null || true
+for _ in $(seq 100); do rig_igmp_member rly in0 239.1.1.1 || break; sleep 0.05; done  # left
 mcrd_start "$bin" "$relay_cpu" ring "$RIG_TMP/rules.json"
+wait_joined
 blast mcrd
 drop_on; blast mcrd+drop; drop_off

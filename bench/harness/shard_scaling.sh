@@ -129,6 +129,19 @@ python3 "$here/shard_scaling.py" \
   --tmp "$RIG_TMP" --bin "$bin" --json "$json" --shard-cpus "$shard_cpus" \
   --sender-cpus "$sender_cpus" --receiver-cpus "$receiver_cpus" \
   --control-cpu "$first" "${py[@]}"
+if [ "$drop_captured" -eq 1 ]; then
+  # What the rule dropped, into the results: a rule that matched nothing would go unnoticed.
+  ip netns exec "$(rig_nsname rly)" nft -j list table ip mcr_drop_captured | python3 -c '
+import json, sys
+listing = json.load(sys.stdin)
+packets = sum(e["counter"]["packets"] for item in listing["nftables"] if "rule" in item
+              for e in item["rule"]["expr"] if "counter" in e)
+path = sys.argv[1]
+d = json.load(open(path))
+d["drop_captured_packets"] = packets
+json.dump(d, open(path + ".tmp", "w"), indent=1)
+' "$json" && mv "$json.tmp" "$json"
+fi
 if command -v gnuplot >/dev/null; then
   python3 "$here/plot.py" --shards "$json" "$out" || echo "shard_scaling: plotting failed" >&2
 fi

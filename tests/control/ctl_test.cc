@@ -208,6 +208,9 @@ TEST(FormatTest, NftDropRefusesWhatItCannotWriteSafely) {
   EXPECT_THAT(err(R"({"interface": "in0", "group": "232.1.1.1", "port": 5, "source": "x"})"),
               HasSubstr("input source 'x' is not an IPv4 address"));
   EXPECT_EQ(err(R"({"interface": "br-lan_1@x", "group": "239.1.1.1", "port": 65535})"), "ok");
+  // No rule list is not an empty one: a script from it would remove every drop.
+  EXPECT_FALSE(FormatNftDrop(json::parse(R"({"ok": true})")).ok());
+  EXPECT_FALSE(FormatNftDrop(json::parse(R"({"rules": {}})")).ok());
 }
 
 TEST(FormatTest, Stats) {

@@ -41,16 +41,19 @@ if command -v gnuplot >/dev/null; then
 fi
 # --drop-captured (nft in the relay's namespace): the capture still sees every flow, and the
 # results say the rule was on.
-if command -v nft >/dev/null; then
+if command -v nft >/dev/null &&
+  unshare -n sh -c 'nft add table ip mcr_probe && nft delete table ip mcr_probe' 2>/dev/null; then
   "$src/bench/harness/shard_scaling.sh" --bin "$bin" --out "$out/drop" --quick --shards 1 \
     --drop-captured || { echo "FAIL: shard_scaling.sh --drop-captured exited with $?" >&2; exit 1; }
   python3 - "$out/drop/shard_scaling.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["drop_captured"] is True, "the results do not record --drop-captured"
+assert d.get("drop_captured_packets", 0) > 0, "the drop rule matched nothing"
 r = d["rows"][0]
 assert "error" not in r, r.get("error")
 assert r["blast_delivered_pps"] > 0 and r["blast_in_order"], "nothing relayed in order with the rule"
-print(f"PASS: --drop-captured, 1 shard, full blast {r['blast_delivered_pps'] / 1e3:.0f}k pps")
+print(f"PASS: --drop-captured, 1 shard, full blast {r['blast_delivered_pps'] / 1e3:.0f}k pps,"
+      f" {d['drop_captured_packets']} datagrams dropped before routing")
 PY
 fi
