@@ -29,9 +29,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "input_cost: needs root (network namespaces)" >&2; exit 77; }
-command -v nft >/dev/null || { echo "input_cost: nft not installed (nftables)" >&2; exit 77; }
-unshare -n sh -c 'nft add table ip mcr_probe && nft delete table ip mcr_probe' 2>/dev/null ||
-  { echo "input_cost: nftables does not work here (no nf_tables in the kernel?)" >&2; exit 77; }
 bin=$(cd "$bin" && pwd)  # relative to where it was run
 for b in mcrd mcrgen; do [ -x "$bin/$b" ] || { echo "input_cost: $bin/$b not found" >&2; exit 1; }; done
 cpus=$(python3 -c 'import os; a=sorted(os.sched_getaffinity(0)); print(a[0], a[-1])')
@@ -40,6 +37,8 @@ nft_file=$root/packaging/nftables/mcr-drop-captured.nft  # its example element i
 
 . "$root/tests/rig/netns.sh"
 . "$root/bench/harness/mcrd_rig.sh"
+rig_nftables_work ||
+  { echo "input_cost: nft cannot make tables here (nftables not installed, or no nf_tables)" >&2; exit 77; }
 rig_init input_cost
 rig_topology
 # Without ethtool the veths keep UDP segmentation on and a GSO run would cross as one frame:

@@ -10,11 +10,9 @@ set -euo pipefail
 rig_init relay_drop_captured
 for b in mcrd mcrctl mcrgen; do [ -x "${MCR_BIN:?}/$b" ] || rig_skip "$b not built"; done
 rig_require_tools nft jq
+rig_nftables_work || rig_skip "nftables does not work here (no nf_tables in the kernel?)"
 NFT_FILE=$MCR_SOURCE_DIR/packaging/nftables/mcr-drop-captured.nft
 rig_topology
-# nft without the kernel's nf_tables (a container without the module) is a skip, not a failure.
-rig_exec rly nft add table ip mcr_probe 2>/dev/null && rig_exec rly nft delete table ip mcr_probe ||
-  rig_skip "nftables does not work here (no nf_tables in the kernel?)"
 
 SOCK=$RIG_TMP/mcrd.sock
 rig_bg rly mcrd "$MCR_BIN/mcrd" supervisor --cpus 0 --control-socket-path "$SOCK" \

@@ -41,8 +41,7 @@ if command -v gnuplot >/dev/null; then
 fi
 # --drop-captured (nft in the relay's namespace): the capture still sees every flow, and the
 # results say the rule was on.
-if command -v nft >/dev/null &&
-  unshare -n sh -c 'nft add table ip mcr_probe && nft delete table ip mcr_probe' 2>/dev/null; then
+if rig_nftables_work; then
   "$src/bench/harness/shard_scaling.sh" --bin "$bin" --out "$out/drop" --quick --shards 1 \
     --drop-captured || { echo "FAIL: shard_scaling.sh --drop-captured exited with $?" >&2; exit 1; }
   python3 - "$out/drop/shard_scaling.json" <<'PY'

@@ -39,6 +39,13 @@ rig_require_tools() {
   done
 }
 
+# rig_nftables_work: whether nft can make a table here (the nft tool and the kernel's nf_tables;
+# a container without the module has the tool but no tables). Tries in a throwaway namespace.
+rig_nftables_work() {
+  command -v nft >/dev/null &&
+    unshare -n sh -c 'nft add table ip mcr_probe && nft delete table ip mcr_probe' 2>/dev/null
+}
+
 # rig_init NAME: checks privileges, removes stale namespaces, installs the teardown trap.
 rig_init() {
   local name=${1//./_}  # dots separate the name's fields (see rig_reap_stale)
