@@ -1,16 +1,15 @@
 #include "control/ctl_format.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cmath>
 #include <set>
 #include <span>
-#include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "control/rule_schema.h"
 
 namespace mcr::control {
 namespace {
@@ -221,29 +220,26 @@ std::string FormatSummary(const json& response) {
 namespace {
 
 // nft reads the script as code, run as root: every field is checked to be exactly what it claims
-// before it is written into it.
+// before it is written into it. A valid interface name (InterfaceNameProblem) may still hold
+// quotes, braces or semicolons: only these characters go into nft's quoted string.
 bool SafeInterfaceName(const std::string& name) {
-  if (name.empty() || name.size() > 15) return false;  // IFNAMSIZ - 1
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == '@';
-  });
+  return InterfaceNameProblem(name).empty() && std::all_of(name.begin(), name.end(), [](char c) {
+           return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
+                  c == '.' || c == '@';
+         });
 }
-// The dotted quad inet_pton accepts and inet_ntop writes back unchanged, or "".
-std::string CanonicalIpv4(const std::string& text) {
-  in_addr a{};
-  char buf[INET_ADDRSTRLEN];
-  if (inet_pton(AF_INET, text.c_str(), &a) != 1 || !inet_ntop(AF_INET, &a, buf, sizeof buf))
-    return "";
-  return buf == text ? text : "";
+// A dotted quad exactly as mcrd writes one (ParseIpv4, then FormatIpv4 gives it back).
+bool CanonicalIpv4(const std::string& text) {
+  auto addr = ParseIpv4(text);
+  return addr.ok() && FormatIpv4(*addr) == text;
 }
 
 }  // namespace
 
 absl::StatusOr<std::string> FormatNftDrop(const json& response) {
-  // (interface, group, port) of any-source rules; (interface, source, group, port) of the rest.
-  std::set<std::tuple<std::string, std::string, uint64_t>> any_source;
-  std::set<std::tuple<std::string, std::string, std::string, uint64_t>> with_source;
+  // The set elements, one line each: "interface" . group . port for any-source rules, with the
+  // source before the group for source-specific ones. Sets: sorted, each input once.
+  std::set<std::string> any_source, with_source;
   // An answer without a rule list is not "no rules": a script from it would empty the table.
   if (!response.contains("rules") || !response["rules"].is_array())
     return absl::InvalidArgumentError("mcrd's answer to list has no rule list");
@@ -260,7 +256,7 @@ absl::StatusOr<std::string> FormatNftDrop(const json& response) {
           "rule %s: input interface '%s' cannot be written into an nft script safely "
           "(only letters, digits and _ - . @ are); add its element by hand",
           id, itf));
-    if (CanonicalIpv4(group).empty())
+    if (!CanonicalIpv4(group))
       return absl::InvalidArgumentError(
           absl::StrFormat("rule %s: input group '%s' is not an IPv4 address", id, group));
     if (port == 0 || port > 65535)
@@ -268,43 +264,38 @@ absl::StatusOr<std::string> FormatNftDrop(const json& response) {
           absl::StrFormat("rule %s: input port '%s' is not 1-65535", id, Str(in, "port")));
     if (in.contains("source")) {
       const std::string source = Str(in, "source");
-      if (CanonicalIpv4(source).empty())
+      if (!CanonicalIpv4(source))
         return absl::InvalidArgumentError(
             absl::StrFormat("rule %s: input source '%s' is not an IPv4 address", id, source));
-      with_source.emplace(itf, source, group, port);
+      with_source.insert(
+          absl::StrFormat("      \"%s\" . %s . %s . %d,\n", itf, source, group, port));
     } else {
-      any_source.emplace(itf, group, port);
+      any_source.insert(absl::StrFormat("      \"%s\" . %s . %d,\n", itf, group, port));
     }
   }
   std::string out = absl::StrFormat(
       "#!/usr/sbin/nft -f\n"
-      "# From `mcrctl nft-drop`: drops, before routing, the %d input(s) mcrd captures, so that the\n"
-      "# host's IP stack does not process each of their datagrams a second time. mcrd's capture\n"
-      "# sees them before this hook. While the table is loaded, nothing else on this host gets\n"
-      "# them: not a program that joins one of these groups or binds a unicast input's port on\n"
-      "# that interface, nor the host's own multicast routing (smcroute, pimd). Load with nft -f\n"
-      "# (it replaces the table: run it again after rule changes); remove with\n"
-      "# nft delete table ip mcr_drop_captured. docs/GUIDE.md, section 3.\n"
+      "# From `mcrctl nft-drop`: drops, before routing, the %d input(s) mcrd captures, so\n"
+      "# that the host's IP stack does not process their datagrams a second time. mcrd's\n"
+      "# capture sees them before this hook. While the table is loaded nothing else on this\n"
+      "# host gets them: not a program that joins one of these groups or binds a unicast\n"
+      "# input's port on that interface, nor the host's own multicast routing (smcroute,\n"
+      "# pimd). Load with nft -f (it replaces the table: run it again after rule changes);\n"
+      "# remove with nft delete table ip mcr_drop_captured. docs/GUIDE.md, section 3.\n"
       "table ip mcr_drop_captured\n"
       "delete table ip mcr_drop_captured\n"
       "table ip mcr_drop_captured {\n"
       "  chain prerouting {\n"
       "    type filter hook prerouting priority raw; policy accept;\n",
       any_source.size() + with_source.size());
-  if (!any_source.empty()) {
-    std::vector<std::string> e;
-    for (const auto& [itf, group, port] : any_source)
-      e.push_back(absl::StrFormat("      \"%s\" . %s . %d,\n", itf, group, port));
-    absl::StrAppend(&out, "    iifname . ip daddr . udp dport {\n", absl::StrJoin(e, ""),
+  // One rule per non-empty set (nft refuses an empty anonymous set).
+  const auto add_rule = [&out](const char* match, const std::set<std::string>& elements) {
+    if (elements.empty()) return;
+    absl::StrAppend(&out, "    ", match, " {\n", absl::StrJoin(elements, ""),
                     "    } counter drop\n");
-  }
-  if (!with_source.empty()) {
-    std::vector<std::string> e;
-    for (const auto& [itf, source, group, port] : with_source)
-      e.push_back(absl::StrFormat("      \"%s\" . %s . %s . %d,\n", itf, source, group, port));
-    absl::StrAppend(&out, "    iifname . ip saddr . ip daddr . udp dport {\n",
-                    absl::StrJoin(e, ""), "    } counter drop\n");
-  }
+  };
+  add_rule("iifname . ip daddr . udp dport", any_source);
+  add_rule("iifname . ip saddr . ip daddr . udp dport", with_source);
   absl::StrAppend(&out, "  }\n}\n");
   return out;
 }

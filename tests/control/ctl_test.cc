@@ -187,8 +187,8 @@ TEST(FormatTest, NftDropWithNoRulesEmptiesTheTable) {
 
 TEST(FormatTest, NftDropRefusesWhatItCannotWriteSafely) {
   auto err = [](const char* input) {
-    auto r = FormatNftDrop(json::parse(
-        absl::StrCat(R"({"rules": [{"id": "x", "input": )", input, "}]}")));
+    auto r = FormatNftDrop(
+        json::parse(absl::StrCat(R"({"rules": [{"id": "x", "input": )", input, "}]}")));
     return r.ok() ? std::string("ok") : std::string(r.status().message());
   };
   EXPECT_THAT(err(R"({"interface": "in\"0; flush ruleset", "group": "239.1.1.1", "port": 1})"),
