@@ -19,6 +19,7 @@
 #include "control/controller.h"
 #include "control/engine_sink.h"
 #include "control/event_loop.h"
+#include "control/igmp_host.h"
 #include "control/link_watch.h"
 #include "control/validate.h"
 #include "engine/cpu_list.h"
@@ -102,7 +103,22 @@ int RunDaemon(const DaemonOptions& options) {
   auto engine = engine::Engine::Start(options.engine);
   if (!engine.ok()) return refuse(engine.status());
   const size_t shard_count = (*engine)->shard_count();
-  auto sink = std::make_unique<EngineSink>(*std::move(engine), log);
+
+  // Created before the sink: in link mode the memberships watch sockets and a timer on it.
+  auto loop_or = EventLoop::Create();
+  if (!loop_or.ok()) return refuse(loop_or.status());
+  EventLoop& loop = **loop_or;
+
+  std::unique_ptr<GroupMemberships> memberships;
+  if (options.link_membership) {
+    auto host = IgmpHost::Create(loop, log, IgmpHost::Options{});
+    if (!host.ok()) return refuse(host.status());
+    memberships = std::make_unique<LinkMemberships>(*std::move(host));
+    log.Info("input groups are joined at the link layer; mcrd sends their IGMP reports");
+  } else {
+    memberships = std::make_unique<MembershipPool>();
+  }
+  auto sink = std::make_unique<EngineSink>(*std::move(engine), std::move(memberships), log);
 
   // Pinned after the shards started: pinning first would narrow the default CPU set the engine
   // derives from this thread's affinity.
@@ -134,10 +150,6 @@ int RunDaemon(const DaemonOptions& options) {
   auto watcher = LinkWatcher::Open();
   Controller controller(options.controller, *sink, *host, log);
   if (auto s = controller.Start(); !s.ok()) return refuse(s);
-
-  auto loop_or = EventLoop::Create();
-  if (!loop_or.ok()) return refuse(loop_or.status());
-  EventLoop& loop = **loop_or;
 
   bool stopping = false;
   if (auto s = loop.Add(sigfd.get(), EPOLLIN,

@@ -72,6 +72,12 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& f) {
                  "(io_uring multishot receive, lowest latency)")
       ->capture_default_str()
       ->check(CLI::IsMember({"ring", "recv"}));
+  app.add_option("--membership", f.membership,
+                 "How input groups are joined: 'kernel' (the host joins them and sends IGMP; its "
+                 "IP stack also receives and drops every datagram) or 'link' (mcrd accepts the "
+                 "groups' MAC addresses and sends IGMP itself; the IP stack never sees them)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kernel", "link"}));
   app.add_option("--ring-block-size", f.ring_block_size,
                  "TPACKET_V3 block size in bytes (K/M suffixes; a multiple of the page size, at "
                  "least 16K)")
@@ -158,6 +164,11 @@ absl::StatusOr<DaemonOptions> ResolveDaemonFlags(const DaemonFlags& f) {
   o.engine.ring_block_count = f.ring_block_count;
   o.engine.ring_block_timeout_ms = f.ring_block_timeout_ms;
   o.engine.busy_poll_us = f.busy_poll_us;
+  if (f.membership != "kernel" && f.membership != "link") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--membership: '%s' is neither 'kernel' nor 'link'", f.membership));
+  }
+  o.link_membership = f.membership == "link";
   o.engine.sched_slice_us = f.sched_slice_us;
 
   if (f.control_socket_path.empty() ||

@@ -35,6 +35,8 @@ struct DaemonFlags {
   std::string metrics_listen = "127.0.0.1:9464";
   /// --ingress ring|recv.
   std::string ingress = "ring";
+  /// --membership kernel|link.
+  std::string membership = "kernel";
   /// --ring-block-size, bytes (K/M suffixes accepted).
   uint64_t ring_block_size = 128 * 1024;
   /// --ring-block-count.
@@ -65,6 +67,9 @@ struct DaemonOptions {
   ControllerOptions controller;
   MetricsListen metrics;
   LogLevel log_level = LogLevel::kInfo;
+  /// --membership link: mcrd holds the input groups at the link layer and speaks IGMP itself
+  /// (igmp_host.h); false: the host joins them (membership.h).
+  bool link_membership = false;
 };
 
 /// Registers the `supervisor` flags on `app`, bound to `flags`.

@@ -8,8 +8,9 @@
 
 namespace mcr::control {
 
-EngineSink::EngineSink(engine::EnginePtr engine, Logger& log)
-    : engine_(std::move(engine)), log_(log) {}
+EngineSink::EngineSink(engine::EnginePtr engine, std::unique_ptr<GroupMemberships> memberships,
+                       Logger& log)
+    : memberships_(std::move(memberships)), engine_(std::move(engine)), log_(log) {}
 
 absl::Status EngineSink::Apply(const std::vector<engine::RuleSpec>& rules,
                                std::vector<std::string>* warnings) {
@@ -39,7 +40,7 @@ absl::Status EngineSink::Apply(const std::vector<engine::RuleSpec>& rules,
   rules_ = rules;
   // Joined after the engine captures, left after it stopped: no window in which the host is a
   // member of a group nobody relays (the reverse order would be harmless too, only wasteful).
-  if (auto s = memberships_.Sync(rules_); !s.ok()) {
+  if (auto s = memberships_->Sync(rules_, {}); !s.ok()) {
     warnings->push_back(std::string(s.message()));
   }
   return absl::OkStatus();
@@ -47,13 +48,13 @@ absl::Status EngineSink::Apply(const std::vector<engine::RuleSpec>& rules,
 
 void EngineSink::RefreshInterfaces(const std::vector<int>& deleted) {
   engine_->RefreshInterfaces(deleted);
-  if (auto s = memberships_.Sync(rules_, deleted); !s.ok()) log_.Warning("%s", s.message());
+  if (auto s = memberships_->Sync(rules_, deleted); !s.ok()) log_.Warning("%s", s.message());
 }
 
 void EngineSink::Maintain(std::chrono::steady_clock::time_point now) {
   if (now - last_retry_ < kRetryInterval) return;
   const auto failed = [this] {
-    const std::vector<MembershipInfo> v = memberships_.Describe();
+    const std::vector<MembershipInfo> v = memberships_->Describe();
     return std::count_if(v.begin(), v.end(), [](const MembershipInfo& m) {
       return m.state == MembershipInfo::State::kFailed;
     });
@@ -61,13 +62,13 @@ void EngineSink::Maintain(std::chrono::steady_clock::time_point now) {
   const auto n = failed();
   if (n == 0) return;
   last_retry_ = now;
-  (void)memberships_.Sync(rules_);  // the failures were logged when they first happened
+  (void)memberships_->Sync(rules_, {});  // the failures were logged when they first happened
   const auto left = failed();
   if (left < n) log_.Info("retried failed group memberships: %d of %d now joined", n - left, n);
 }
 
 engine::EngineStats EngineSink::Snapshot() const { return engine_->Snapshot(); }
 
-std::vector<MembershipInfo> EngineSink::Memberships() const { return memberships_.Describe(); }
+std::vector<MembershipInfo> EngineSink::Memberships() const { return memberships_->Describe(); }
 
 }  // namespace mcr::control

@@ -2,6 +2,7 @@
 // The daemon's RuleSink: the engine plus the host's group memberships. Control thread only,
 // except Snapshot.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,8 @@ namespace mcr::control {
 
 class EngineSink final : public RuleSink {
  public:
-  /// Takes a started engine; `log` is borrowed.
-  EngineSink(engine::EnginePtr engine, Logger& log);
+  /// Takes a started engine and what keeps the input groups joined; `log` is borrowed.
+  EngineSink(engine::EnginePtr engine, std::unique_ptr<GroupMemberships> memberships, Logger& log);
   EngineSink(const EngineSink&) = delete;
   EngineSink& operator=(const EngineSink&) = delete;
 
@@ -34,7 +35,7 @@ class EngineSink final : public RuleSink {
 
  private:
   // Declared before engine_: memberships are left (sockets closed) after the shards stopped.
-  MembershipPool memberships_;
+  std::unique_ptr<GroupMemberships> memberships_;
   engine::EnginePtr engine_;
   Logger& log_;
   std::vector<engine::RuleSpec> rules_;  // the set last applied, for membership re-syncs

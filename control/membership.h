@@ -54,10 +54,25 @@ struct MembershipInfo {
   std::string detail;
 };
 
+/// Keeps the memberships the running rules need: the host's own (MembershipPool: the kernel
+/// joins and speaks IGMP) or link-layer ones that mcrd reports itself (LinkMemberships,
+/// igmp_host.h: `mcrd --membership link`). Control thread only.
+class GroupMemberships {
+ public:
+  virtual ~GroupMemberships() = default;
+  /// Makes the memberships match `rules`; `deleted`: interface indexes deleted since the last
+  /// call (their memberships are gone). Returns OK or an error naming what failed; what failed
+  /// is retried by the next call.
+  virtual absl::Status Sync(const std::vector<engine::RuleSpec>& rules,
+                            const std::vector<int>& deleted) = 0;
+  /// Every membership of the last Sync with its state, sorted by interface, group, source, port.
+  virtual std::vector<MembershipInfo> Describe() const = 0;
+};
+
 /// Holds the memberships the rule set needs, in pools of never-bound UDP sockets per interface.
 /// Owned by the daemon; control thread only (not thread-safe). Destruction closes every socket,
 /// which leaves every group — as a crash does.
-class MembershipPool {
+class MembershipPool final : public GroupMemberships {
  public:
   explicit MembershipPool(MembershipOptions options = {});
   ~MembershipPool();
@@ -71,10 +86,11 @@ class MembershipPool {
   /// failures: returns OK, or an error that counts this Sync's failures and names the first few
   /// (Describe() gives each one's reason). Failed and pending memberships are retried next time.
   absl::Status Sync(const std::vector<engine::RuleSpec>& rules,
-                    const std::vector<int>& deleted = {});
+                    const std::vector<int>& deleted) override;
+  absl::Status Sync(const std::vector<engine::RuleSpec>& rules) { return Sync(rules, {}); }
 
   /// Every membership of the last Sync with its state, sorted by interface, group, source, port.
-  std::vector<MembershipInfo> Describe() const;
+  std::vector<MembershipInfo> Describe() const override;
 
   /// Open membership sockets (sinks excluded), for tests and diagnostics.
   size_t socket_count() const;

@@ -2,12 +2,13 @@
 # What each input datagram costs the CPU that receives it, measured as the rate one sender
 # reaches at full blast when that CPU is its own. veth processes the relay namespace's receive
 # path in the sender's context, so the sender's CPU does the work a relay host's NIC-receiving
-# CPU does: the sender's rate falls by what the relay host's receive path costs. Five cases:
+# CPU does: the sender's rate falls by what the relay host's receive path costs. Six cases:
 #   nothing        nobody in the relay namespace wants the group (the IP stack drops it early)
 #   joined         a socket there joins the group on in0, as mcrd does for IGMP
 #   joined+drop    the same with packaging/nftables/mcr-drop-captured.nft loaded
 #   mcrd           mcrd (1 shard, ring mode) relays the group: join + capture
 #   mcrd+drop      mcrd with the nft file loaded
+#   mcrd-link      mcrd --membership link: capture, no IP membership (mcrd sends the IGMP)
 # Per datagram on the receiving CPU = 1 / rate; the differences between cases are what the
 # join, the capture and the nft rule cost or save.
 #
@@ -95,3 +96,9 @@ mcrd_start "$bin" "$relay_cpu" ring "$RIG_TMP/rules.json"
 wait_joined
 blast mcrd
 drop_on; blast mcrd+drop; drop_off
+kill "$MCRD_PID"; wait "$MCRD_PID" 2>/dev/null || true
+rm -f "$RIG_TMP/mcrd.sock"
+for _ in $(seq 100); do rig_igmp_member rly in0 239.1.1.1 || break; sleep 0.05; done  # left
+mcrd_start "$bin" "$relay_cpu" ring "$RIG_TMP/rules.json" --membership link
+! rig_igmp_member rly in0 239.1.1.1 || rig_fail "with --membership link the host joined 239.1.1.1"
+blast mcrd-link

@@ -51,6 +51,7 @@ TEST(DaemonOptionsTest, Defaults) {
   EXPECT_EQ(o->engine.ring_block_timeout_ms, 1u);
   EXPECT_EQ(o->engine.sched_slice_us, 0u);
   EXPECT_EQ(o->log_level, LogLevel::kInfo);
+  EXPECT_FALSE(o->link_membership);
 }
 
 TEST(DaemonOptionsTest, AllFlags) {
@@ -81,6 +82,8 @@ TEST(DaemonOptionsTest, AllFlags) {
                     "50",
                     "--sched-slice-us",
                     "250",
+                    "--membership",
+                    "link",
                     "--log-level",
                     "debug"});
   ASSERT_TRUE(o.ok()) << o.status();
@@ -99,6 +102,7 @@ TEST(DaemonOptionsTest, AllFlags) {
   EXPECT_EQ(o->engine.ring_block_timeout_ms, 4u);
   EXPECT_EQ(o->engine.busy_poll_us, 50u);
   EXPECT_EQ(o->engine.sched_slice_us, 250u);
+  EXPECT_TRUE(o->link_membership);
   EXPECT_EQ(o->log_level, LogLevel::kDebug);
 }
 
@@ -114,6 +118,9 @@ TEST(DaemonOptionsTest, Refusals) {
   EXPECT_THAT(ErrorOf({"--metrics-listen", "localhost:9464"}), HasSubstr("not an IPv4 address"));
   EXPECT_THAT(ErrorOf({"--metrics-listen", "127.0.0.1:0"}), HasSubstr("port out of range"));
   EXPECT_THAT(ErrorOf({"--ingress", "xdp"}), HasSubstr("--ingress"));
+  EXPECT_THAT(ErrorOf({"--membership", "ip"}), HasSubstr("--membership"));
+  EXPECT_THAT(ErrorOf({"--membership", "kernel", "--membership", "link"}),
+              HasSubstr("--membership"));
   EXPECT_THAT(ErrorOf({"--log-level", "loud"}), HasSubstr("--log-level: log level 'loud'"));
   EXPECT_THAT(ErrorOf({"--ring-block-timeout-ms", "0"}), HasSubstr("--ring-block-timeout-ms"));
   EXPECT_THAT(ErrorOf({"--busy-poll-us", "2000000"}), HasSubstr("--busy-poll-us"));

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# `mcrd --membership link` behind a real IGMP-snooping switch: a Linux bridge, with the segment's
+# querier on the sender's side (tests/rig/igmp_querier.py, as an upstream router). mcrd's own
+# reports register the groups (the bridge's mdb lists them on the relay's port) while the relay's host is not an IP member
+# (/proc/net/igmp) and its IP stack never receives the datagrams (Udp IgnoredMulti stays put;
+# with `--membership kernel` the same traffic raises it by every datagram, so the check can
+# tell the modes apart). Then: the memberships outlive several membership intervals (mcrd
+# answers the queries); a local program that joins the group itself still gets it; a removed
+# rule is left; a version 2 querier switches mcrd to version 2 reports; a malformed query is
+# counted and ignored; a killed mcrd's memberships expire at the switch.
+#
+#   snd (veth0 10.10.1.1, querier) -- [sw: br0, ports p_snd, p_rly] -- (in0 10.10.1.2) rly
+#   rly (out0 10.10.2.1) -- (veth0 10.10.2.2) rcv
+set -euo pipefail
+. "${MCR_SOURCE_DIR:?}/tests/rig/netns.sh"
+rig_init membership_link
+for b in mcrd mcrctl mcrgen; do [ -x "${MCR_BIN:?}/$b" ] || rig_skip "$b not built"; done
+rig_require_tools jq bridge tcpdump python3
+
+rig_ns snd; rig_ns sw; rig_ns rly; rig_ns rcv
+SW=$(rig_nsname sw)
+# Memberships expire 4 s after the last report; a leave removes one at once (fast leave).
+ip -n "$SW" link add br0 type bridge mcast_snooping 1 mcast_igmp_version 3 \
+  mcast_membership_interval 400 mcast_last_member_interval 50 \
+  || rig_skip "this kernel's bridge cannot snoop IGMPv3"
+ip -n "$SW" addr add 10.10.1.254/24 dev br0
+ip link add p_snd netns "$SW" type veth peer name veth0 netns "$(rig_nsname snd)"
+ip link add p_rly netns "$SW" type veth peer name in0 netns "$(rig_nsname rly)"
+for p in p_snd p_rly; do ip -n "$SW" link set "$p" master br0; ip -n "$SW" link set "$p" up; done
+ip -n "$SW" link set br0 up
+# (Its flooding stays on: this bridge would not pass the querier's queries to a port that floods
+# no multicast, where a switch's snooping always does.)
+ip -n "$SW" link set dev p_rly type bridge_slave fastleave on
+ip -n "$(rig_nsname snd)" addr add 10.10.1.1/24 dev veth0
+ip -n "$(rig_nsname snd)" link set veth0 up
+ip -n "$(rig_nsname snd)" route add 224.0.0.0/4 dev veth0
+ip -n "$(rig_nsname rly)" addr add 10.10.1.2/24 dev in0
+ip -n "$(rig_nsname rly)" link set in0 up
+rig_link rly out0 10.10.2.1/24 rcv veth0 10.10.2.2/24
+ip -n "$(rig_nsname rcv)" route add 224.0.0.0/4 dev veth0
+ip -n "$(rig_nsname rly)" route add 224.0.0.0/4 dev out0
+
+QUERIER=$MCR_SOURCE_DIR/tests/rig/igmp_querier.py
+# The segment's querier: a general query every second, answers within 0.5 s.
+rig_bg snd querier python3 "$QUERIER" --source 10.10.1.1 --version 3
+QPID=$RIG_LAST_PID
+# The bridge keeps memberships once it has heard the querier.
+for _ in $(seq 50); do
+  bridge -n "$SW" -d mdb show | grep -q 'router ports on br0: p_snd' && break
+  sleep 0.1
+done
+bridge -n "$SW" -d mdb show | grep -q 'router ports on br0: p_snd' || rig_fail "the bridge never heard the querier"
+sleep 1
+
+SOCK=$RIG_TMP/mcrd.sock
+ctl() { rig_exec rly "$MCR_BIN/mcrctl" --socket-path "$SOCK" "$@"; }
+start_mcrd() {  # start_mcrd MODE
+  rm -f "$SOCK"
+  rig_bg rly "mcrd.$1" "$MCR_BIN/mcrd" supervisor --cpus 0 --control-socket-path "$SOCK" \
+    --state-file off --metrics-listen off --log-level debug --membership "$1"
+  MCRD=$RIG_LAST_PID
+  rig_wait_file "$SOCK"
+}
+stop_mcrd() { kill "-${1:-TERM}" "$MCRD"; wait "$MCRD" 2>/dev/null || true; }
+# in_mdb GROUP: the bridge lists GROUP on the relay's port.
+in_mdb() { bridge -n "$SW" -j mdb show | jq -e --arg g "$1" \
+  '[.[].mdb[]? | select(.port == "p_rly" and .grp == $g)] | length > 0' >/dev/null; }
+wait_mdb() {  # wait_mdb GROUP yes|no SECONDS
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    if in_mdb "$1"; then [ "$2" = yes ] && return 0; else [ "$2" = no ] && return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+ignored_multi() { rig_exec rly awk '/^Udp:/ { if (h) { print $9; exit } h = 1 }' /proc/net/snmp; }
+[ "$(rig_exec rly awk '/^Udp:/ { print $9; exit }' /proc/net/snmp)" = IgnoredMulti ] \
+  || rig_skip "/proc/net/snmp has no Udp IgnoredMulti column here"
+
+N=300
+# relay GROUP OUT_PORT [LOCAL]: sends N datagrams to GROUP:5000; prints what the receiver
+# behind mcrd got (239.2.2.2:OUT_PORT), and with LOCAL also what a listener joined to GROUP
+# inside the relay's namespace got.
+relay() {  # (in a subshell: $(relay ...))
+  local group=$1 port=$2 local_too=${3:-}
+  local far_log=far.$group.$port near_log=near.$group
+  rm -f "$RIG_TMP/$far_log.ready" "$RIG_TMP/$near_log.ready"  # from an earlier round
+  rig_bg rcv "$far_log" "$MCR_BIN/mcrgen" recv --group 239.2.2.2 --port "$port" \
+    --interface veth0 --expect "$N" --timeout 8 --json --ready-file "$RIG_TMP/$far_log.ready"
+  local far=$RIG_LAST_PID near=
+  rig_wait_file "$RIG_TMP/$far_log.ready" 10
+  if [ -n "$local_too" ]; then
+    rig_bg rly "$near_log" "$MCR_BIN/mcrgen" recv --group "$group" --port 5000 \
+      --interface in0 --expect "$N" --timeout 8 --json --ready-file "$RIG_TMP/$near_log.ready"
+    near=$RIG_LAST_PID
+    rig_wait_file "$RIG_TMP/$near_log.ready" 10
+  fi
+  rig_exec snd "$MCR_BIN/mcrgen" send --group "$group" --port 5000 --interface veth0 \
+    --count "$N" --rate 3000 --ttl 8 >/dev/null
+  wait "$far" || true
+  [ -z "$near" ] || wait "$near" || true
+  echo "$(unique_of "$RIG_TMP/$far_log.log")" \
+    "$([ -n "$near" ] && unique_of "$RIG_TMP/$near_log.log")"
+}
+unique_of() { sed -n '/^{/,$p' "$1" | jq -r .unique 2>/dev/null || echo none; }
+
+# --- The host joins (the default): its IP stack receives every datagram and drops it. ---
+start_mcrd kernel
+ctl add --name cam --input-interface in0 --input-group 239.1.1.1 --input-port 5000 \
+  --outputs 239.2.2.2:6000:out0 >/dev/null
+wait_mdb 239.1.1.1 yes 5 || rig_fail "kernel mode: the bridge never registered 239.1.1.1"
+before=$(ignored_multi)
+read -r got _ <<<"$(relay 239.1.1.1 6000)"
+[ "$got" = "$N" ] || rig_fail "kernel mode: relayed $got of $N"
+grew=$(( $(ignored_multi) - before ))
+# (Counted per packet the stack takes in: a sender's GSO run may reach it as one.)
+[ "$grew" -ge $((N * 9 / 10)) ] || rig_fail "kernel mode: IgnoredMulti grew by $grew, not $N: the check cannot tell the modes apart"
+echo "ok: kernel mode relays $got, and the host's IP stack received and dropped $grew"
+stop_mcrd
+wait_mdb 239.1.1.1 no 5 || rig_fail "kernel mode: the group stayed registered after mcrd stopped"
+# The kernel repeats its leave within the unsolicited report interval (1 s): a late copy would
+# unregister the group link mode is about to join.
+sleep 1.5
+
+# --- Link mode. ---
+start_mcrd link
+ctl add --name cam --input-interface in0 --input-group 239.1.1.1 --input-port 5000 \
+  --outputs 239.2.2.2:6000:out0 >/dev/null
+ctl add --name ssm --input-interface in0 --input-group 239.1.1.2 --input-source 10.10.1.1 \
+  --input-port 5000 --outputs 239.2.2.2:6001:out0 >/dev/null
+wait_mdb 239.1.1.1 yes 3 || rig_fail "link mode: the bridge never registered 239.1.1.1"
+wait_mdb 239.1.1.2 yes 3 || rig_fail "link mode: the bridge never registered (10.10.1.1, 239.1.1.2)"
+bridge -n "$SW" -j mdb show | jq -e '[.[].mdb[]? | select(.grp == "239.1.1.2" and .src == "10.10.1.1")] | length > 0' \
+  >/dev/null || rig_fail "the (S,G) rule was not reported with its source: $(bridge -n "$SW" mdb show)"
+! rig_igmp_member rly in0 239.1.1.1 || rig_fail "link mode: the host is an IP member of 239.1.1.1"
+! rig_igmp_member rly in0 239.1.1.2 || rig_fail "link mode: the host is an IP member of 239.1.1.2"
+state=$(ctl --json list | jq -r '[.rules[].membership | "\(.state) \(.detail)"] | unique | join("; ")')
+[[ "$state" == "active link layer; mcrd reports it over IGMPv3" ]] || rig_fail "membership state: $state"
+
+before=$(ignored_multi)
+read -r got _ <<<"$(relay 239.1.1.1 6000)"
+[ "$got" = "$N" ] || rig_fail "link mode: relayed $got of $N for (*, 239.1.1.1)"
+read -r got _ <<<"$(relay 239.1.1.2 6001)"
+[ "$got" = "$N" ] || rig_fail "link mode: relayed $got of $N for (10.10.1.1, 239.1.1.2)"
+grew=$(( $(ignored_multi) - before ))
+[ "$grew" -lt 10 ] || rig_fail "link mode: the host's IP stack still received $grew datagrams"
+echo "ok: link mode relays both groups; the host is no IP member and its stack received $grew"
+
+sleep 5  # more than a membership interval (4 s) after the last state-change report
+in_mdb 239.1.1.1 && in_mdb 239.1.1.2 || rig_fail "memberships expired: mcrd did not answer the queries"
+echo "ok: still registered after 5 s: mcrd answers the queries"
+
+read -r got near <<<"$(relay 239.1.1.1 6000 local)"
+[ "$got" = "$N" ] && [ "$near" = "$N" ] \
+  || rig_fail "with a local listener on the group: relayed $got, the listener got $near (of $N)"
+echo "ok: a local program that joins the group still gets it ($near) while mcrd relays ($got)"
+
+ctl remove --name cam >/dev/null
+wait_mdb 239.1.1.1 no 2 || rig_fail "239.1.1.1 still registered 2 s after its rule was removed"
+in_mdb 239.1.1.2 || rig_fail "removing cam also left 239.1.1.2"
+echo "ok: removing the rule leaves the group"
+
+# A query with a wrong checksum, put on the relay's wire by the switch's port.
+rig_exec sw python3 "$QUERIER" --source 10.10.1.1 --bad-checksum --interface p_rly
+for _ in $(seq 30); do grep -q 'malformed IGMP packet on in0 ignored' "$RIG_TMP/mcrd.link.log" && break; sleep 0.1; done
+grep -q 'malformed IGMP packet on in0 ignored' "$RIG_TMP/mcrd.link.log" || rig_fail "the malformed query was not counted"
+in_mdb 239.1.1.2 || rig_fail "the malformed query disturbed the membership"
+echo "ok: a malformed query is counted and ignored"
+
+# A version 2 querier: reports follow it.
+kill "$QPID"; wait "$QPID" 2>/dev/null || true
+rig_bg snd querier2 python3 "$QUERIER" --source 10.10.1.1 --version 2
+sleep 1.5  # a query of the new version
+rig_bg rly v2dump tcpdump -Z root -ni in0 -c 1 'igmp and igmp[0] = 0x16 and igmp[4:4] = 0xef010103'
+dump=$RIG_LAST_PID
+sleep 0.5
+ctl add --name v2 --input-interface in0 --input-group 239.1.1.3 --input-port 5000 \
+  --outputs 239.2.2.2:6002:out0 >/dev/null
+for _ in $(seq 50); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$dump" 2>/dev/null || rig_fail "no IGMPv2 report for 239.1.1.3 under a version 2 querier"
+wait_mdb 239.1.1.3 yes 3 || rig_fail "the version 2 report did not register 239.1.1.3"
+detail=$(ctl --json list | jq -r '.rules[] | select(.id == "v2") | .membership.detail')
+[[ "$detail" == *IGMPv2* ]] || rig_fail "membership detail under a version 2 querier: $detail"
+echo "ok: under a version 2 querier mcrd sends version 2 reports"
+
+stop_mcrd KILL
+# Each within a membership interval (4 s) of the last report; (S,G) ones may go sooner.
+for g in 239.1.1.2 239.1.1.3; do
+  wait_mdb $g no 8 || { bridge -n "$SW" -d -s mdb show >&2; rig_fail "a killed mcrd's membership of $g did not expire"; }
+done
+echo "ok: a killed mcrd's memberships expire at the switch"
+echo "PASS membership_link"
