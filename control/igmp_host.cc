@@ -6,12 +6,14 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -46,8 +48,62 @@ int ForcedVersion(const std::string& name) {
   return (f >> v) ? v : 0;
 }
 
-// IGMPv3 reports stay under a common Ethernet MTU with the IP header and its Router Alert.
+// Whether `name` is up with a carrier. Asked on any socket.
+bool LinkUp(int fd, const std::string& name) {
+  ifreq ifr{};
+  if (name.size() >= sizeof ifr.ifr_name) return false;
+  std::memcpy(ifr.ifr_name, name.data(), name.size());
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) return false;
+  return (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
+}
+
+// /sys/class/net/<name>/carrier_changes; -1 when unreadable.
+int64_t CarrierChanges(const std::string& name) {
+  std::ifstream f("/sys/class/net/" + name + "/carrier_changes");
+  int64_t v = -1;
+  return (f >> v) ? v : -1;
+}
+
+// The interface's MTU, or 0.
+int Mtu(int fd, const std::string& name) {
+  ifreq ifr{};
+  if (name.size() >= sizeof ifr.ifr_name) return 0;
+  std::memcpy(ifr.ifr_name, name.data(), name.size());
+  return ioctl(fd, SIOCGIFMTU, &ifr) == 0 ? ifr.ifr_mtu : 0;
+}
+
+// Whether the host itself (a program on it) is an IP member of `group` on interface `ifindex`,
+// from /proc/net/igmp. Its group column is the address's raw 32-bit word in hex, which is how
+// `group` is held too.
+bool HostIsMember(int ifindex, uint32_t group) {
+  std::ifstream f("/proc/net/igmp");
+  std::string line;
+  int dev = -1;
+  while (std::getline(f, line)) {
+    if (line.empty()) continue;
+    if (line[0] >= '0' && line[0] <= '9') {
+      dev = std::atoi(line.c_str());
+    } else if (dev == ifindex && line[0] == '\t') {
+      const auto at = line.find_first_not_of('\t');
+      if (at != std::string::npos && std::strtoul(line.c_str() + at, nullptr, 16) == group) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// 224.0.0.0/24: never reported (RFC 3376 section 5: 224.0.0.1 never; the rest are link-local
+// control groups a snooping switch floods anyway). Their MAC addresses are still added.
+bool LinkLocal(uint32_t group) { return (ntohl(group) & 0xffffff00u) == 0xe0000000u; }
+
+// IGMPv3 reports stay under a common Ethernet MTU with the IP header and its Router Alert, and
+// under the interface's own MTU.
 constexpr size_t kMaxReportBytes = 1400;
+// Sources kept per pending group-and-source-specific answer for a group taken from every
+// source; past it the answer covers the whole group (RFC 3376 section 9.1: a query flood must
+// not grow the host's state).
+constexpr size_t kMaxPendingSources = 256;
 
 }  // namespace
 
@@ -83,27 +139,30 @@ IgmpHost::~IgmpHost() {
 }
 
 absl::Status IgmpHost::Open(Interface& itf) {
-  // Queries only: IPv4 packets whose protocol byte (offset 9 of a SOCK_DGRAM frame, which starts
-  // at the IP header) is IGMP.
+  // IGMP only: IPv4 packets (skb->protocol) whose protocol byte (offset 9 of a SOCK_DGRAM frame,
+  // which starts at the IP header, outgoing ones too) is IGMP.
   sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, uint32_t(SKF_AD_OFF + SKF_AD_PROTOCOL)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 3),
       BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_IGMP, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, 0xffff),
       BPF_STMT(BPF_RET | BPF_K, 0),
   };
   sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
-  const int cap = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_IP));
+  // Protocol 0 receives nothing until bind names one: the filter is in place before any frame,
+  // from any interface, can queue. Bound to ETH_P_ALL, not ETH_P_IP: only such sockets see the
+  // host's outgoing frames, and the kernel's own reports are needed (see OnReadable). Incoming,
+  // either costs the same: one tap per frame of the interface.
+  const int cap = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (cap < 0) return absl::UnavailableError(Errno("packet socket"));
   itf.capture_fd = cap;
-  // Filter before bind: nothing else may queue in between.
   if (setsockopt(cap, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
     return absl::UnavailableError(Errno("SO_ATTACH_FILTER"));
   }
-  const int one = 1;
-  (void)setsockopt(cap, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);  // Linux 4.20+
   sockaddr_ll ll{};
   ll.sll_family = AF_PACKET;
-  ll.sll_protocol = htons(ETH_P_IP);
+  ll.sll_protocol = htons(ETH_P_ALL);
   ll.sll_ifindex = itf.ifindex;
   if (bind(cap, reinterpret_cast<sockaddr*>(&ll), sizeof ll) != 0) {
     return absl::UnavailableError(Errno("bind packet socket"));
@@ -142,6 +201,8 @@ void IgmpHost::Close(Interface& itf) {
   itf.changes.clear();
   itf.change_due_ns = itf.general_due_ns = 0;
   itf.group_due.clear();
+  itf.up = false;
+  itf.v1_until_ns = itf.v2_until_ns = 0;  // a re-created interface starts over
 }
 
 bool IgmpHost::SetMac(Interface& itf, uint32_t group, bool add, std::string* error) {
@@ -219,6 +280,22 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
       }
       itf.error.clear();
     }
+    RefreshForced(itf, now);
+    const int mtu = Mtu(itf.send_fd, itf.name);
+    itf.max_report =
+        mtu > 24 + 8 + 8 ? std::min<size_t>(kMaxReportBytes, size_t(mtu) - 24) : kMaxReportBytes;
+    bool changed = false;
+    // Back up (or up for the first time), or the carrier went and came back between two looks:
+    // the switch may have dropped the port's memberships meanwhile. Report them all again, as
+    // the kernel does for its own.
+    const bool up = LinkUp(itf.send_fd, itf.name);
+    const int64_t carrier_changes = CarrierChanges(itf.name);
+    if (up && (!itf.up || carrier_changes != itf.carrier_changes)) {
+      for (const auto& [group, unused] : itf.groups) itf.changes[group] = options_.robustness;
+      changed = !itf.groups.empty();
+    }
+    itf.up = up;
+    itf.carrier_changes = carrier_changes;
     // Leave first, then join and change.
     for (auto g = itf.groups.begin(); g != itf.groups.end();) {
       if (w->second.contains(g->first)) {
@@ -227,6 +304,7 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
       }
       (void)SetMac(itf, g->first, false, nullptr);  // cannot fail for an address it holds
       itf.changes[g->first] = options_.robustness;
+      changed = true;
       itf.group_due.erase(g->first);
       g = itf.groups.erase(g);
     }
@@ -242,15 +320,19 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
         itf.group_errors.erase(group);
         itf.groups.emplace(group, wanted);
         itf.changes[group] = options_.robustness;
+        changed = true;
       } else if (g->second != wanted) {
         g->second = wanted;
         itf.changes[group] = options_.robustness;
+        changed = true;
       }
     }
     for (auto e = itf.group_errors.begin(); e != itf.group_errors.end();) {
       e = w->second.contains(e->first) ? std::next(e) : itf.group_errors.erase(e);
     }
-    if (!itf.changes.empty()) SendChanges(itf, now);
+    // A Sync that changed nothing here (another interface's event, a retry) leaves pending
+    // retransmissions to their timer.
+    if (changed) SendChanges(itf, now);
   }
   Rearm();
   if (failures.empty()) return absl::OkStatus();
@@ -259,11 +341,18 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
   return absl::UnavailableError(msg);
 }
 
-igmp::Version IgmpHost::VersionOf(const Interface& itf, uint64_t now) const {
-  // As the kernel's IGMP_V1_SEEN / IGMP_V2_SEEN: the "all" setting or the interface's own.
+void IgmpHost::RefreshForced(Interface& itf, uint64_t now) {
+  // As the kernel's IGMP_V1_SEEN / IGMP_V2_SEEN: the "all" setting or the interface's own. Read
+  // at most once a second: a query flood must not turn into file reads.
+  if (itf.forced_read_ns != 0 && now - itf.forced_read_ns < 1'000'000'000) return;
+  itf.forced_read_ns = now;
   const int all = ForcedVersion("all"), own = ForcedVersion(itf.name);
-  if (all == 1 || own == 1 || itf.v1_until_ns > now) return igmp::Version::kV1;
-  if (all == 2 || own == 2 || itf.v2_until_ns > now) return igmp::Version::kV2;
+  itf.forced = (all == 1 || own == 1) ? 1 : (all == 2 || own == 2) ? 2 : 0;
+}
+
+igmp::Version IgmpHost::VersionOf(const Interface& itf, uint64_t now) const {
+  if (itf.forced == 1 || itf.v1_until_ns > now) return igmp::Version::kV1;
+  if (itf.forced == 2 || itf.v2_until_ns > now) return igmp::Version::kV2;
   return igmp::Version::kV3;
 }
 
@@ -278,6 +367,12 @@ void IgmpHost::SendChanges(Interface& itf, uint64_t now) {
   for (auto it = itf.changes.begin(); it != itf.changes.end();) {
     const auto [group, left] = *it;
     const auto g = itf.groups.find(group);
+    // No leave while a program on the host is itself a member: the switch tracks members by
+    // address, and the kernel's membership and mcrd's are the same address.
+    if (LinkLocal(group) || (g == itf.groups.end() && HostIsMember(itf.ifindex, group))) {
+      it = itf.changes.erase(it);
+      continue;
+    }
     if (v == igmp::Version::kV3) {
       // Each change is reported as the group's whole new state: TO_EX({}) for every source,
       // TO_IN(sources) otherwise, TO_IN({}) once it is left. A router handles a repeated or
@@ -315,7 +410,7 @@ void IgmpHost::SendCurrent(Interface& itf, const std::vector<uint32_t>& groups, 
   std::vector<igmp::Record> records;
   for (const uint32_t group : groups) {
     const auto g = itf.groups.find(group);
-    if (g == itf.groups.end()) continue;
+    if (g == itf.groups.end() || LinkLocal(group)) continue;
     if (v != igmp::Version::kV3) {
       Send(itf,
            igmp::BuildV2Message(v == igmp::Version::kV1 ? igmp::kV1Report : igmp::kV2Report, group),
@@ -334,7 +429,7 @@ void IgmpHost::SendCurrent(Interface& itf, const std::vector<uint32_t>& groups, 
 void IgmpHost::SendGroupSources(Interface& itf, uint32_t group, const std::set<uint32_t>& asked,
                                 uint64_t now) {
   const auto g = itf.groups.find(group);
-  if (g == itf.groups.end()) return;
+  if (g == itf.groups.end() || LinkLocal(group)) return;
   if (VersionOf(itf, now) != igmp::Version::kV3) return SendCurrent(itf, {group}, now);
   // RFC 3376 section 5.2: IS_IN of the asked sources the host wants (all of them in EXCLUDE({}));
   // nothing when it wants none of them.
@@ -345,7 +440,7 @@ void IgmpHost::SendGroupSources(Interface& itf, uint32_t group, const std::set<u
 }
 
 void IgmpHost::SendV3(Interface& itf, const std::vector<igmp::Record>& records) {
-  for (const auto& report : igmp::BuildV3Reports(records, kMaxReportBytes))
+  for (const auto& report : igmp::BuildV3Reports(records, itf.max_report))
     Send(itf, report, igmp::AllV3Routers());
 }
 
@@ -369,14 +464,31 @@ void IgmpHost::OnReadable(const std::string& name) {
   const auto it = interfaces_.find(name);
   if (it == interfaces_.end() || it->second->capture_fd < 0) return;
   Interface& itf = *it->second;
-  uint8_t buf[2048];
+  uint8_t* const buf = rx_buf_.data();
   for (int i = 0; i < 64; ++i) {  // a burst at most: the loop has other work
     sockaddr_ll from{};
     socklen_t from_len = sizeof from;
-    const ssize_t n =
-        recvfrom(itf.capture_fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+    const ssize_t n = recvfrom(itf.capture_fd, buf, rx_buf_.size(), 0,
+                               reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) return;  // EAGAIN: drained (errors surface as a failed send or a later Sync)
-    if (from.sll_pkttype == PACKET_OUTGOING) continue;  // kernels before 4.20 show our own
+    if (from.sll_pkttype == PACKET_OTHERHOST) continue;  // promiscuous: not for this host
+    if (from.sll_pkttype == PACKET_OUTGOING) {
+      // The host's own IGMP: mcrd's reports, and the kernel's for programs on the host. When
+      // the kernel leaves a group mcrd still wants (a local listener closed), the switch drops
+      // the port's membership (it tracks by address, and the address is shared): report it
+      // again at once. mcrd's own leaves name only groups it no longer wants.
+      bool again = false;
+      for (const uint32_t group : igmp::GroupsLeft(buf, static_cast<size_t>(n))) {
+        if (!itf.groups.contains(group)) continue;
+        itf.changes[group] = options_.robustness;
+        again = true;
+      }
+      if (again) {
+        SendChanges(itf, NowNs());
+        Rearm();
+      }
+      continue;
+    }
     igmp::Query q;
     switch (igmp::ParseQuery(buf, static_cast<size_t>(n), &q)) {
       case igmp::ParseResult::kIsQuery:
@@ -396,6 +508,7 @@ void IgmpHost::OnReadable(const std::string& name) {
 }
 
 void IgmpHost::OnQuery(Interface& itf, const igmp::Query& q, uint64_t now) {
+  RefreshForced(itf, now);
   const uint64_t older = uint64_t(options_.older_querier_timeout_ms) * kMs;
   if (q.version == igmp::Version::kV1) itf.v1_until_ns = now + older;
   if (q.version == igmp::Version::kV2) itf.v2_until_ns = now + older;
@@ -403,16 +516,20 @@ void IgmpHost::OnQuery(Interface& itf, const igmp::Query& q, uint64_t now) {
   if (q.group == 0) {
     // A general query: one answer for every group; a sooner pending one stands (RFC 3376 5.2).
     if (itf.general_due_ns == 0 || due < itf.general_due_ns) itf.general_due_ns = due;
-  } else if (itf.groups.contains(q.group)) {
+  } else if (const auto g = itf.groups.find(q.group); g != itf.groups.end()) {
     Pending& p = itf.group_due[q.group];
     const bool fresh = p.due_ns == 0;
     if (fresh || due < p.due_ns) p.due_ns = due;
     if (q.sources.empty()) {
       p.sources.reset();  // the whole group, also if sources were asked before
-    } else if (fresh) {
-      p.sources.emplace(q.sources.begin(), q.sources.end());
-    } else if (p.sources) {
-      p.sources->insert(q.sources.begin(), q.sources.end());
+    } else if (fresh || p.sources) {
+      // Only sources the answer can name (RFC 3376 section 9.1): those wanted, or, for a
+      // group taken from every source, a bounded number; past the bound the whole group.
+      if (fresh) p.sources.emplace();
+      for (const uint32_t s : q.sources) {
+        if (g->second.any_source || g->second.sources.contains(s)) p.sources->insert(s);
+      }
+      if (p.sources->size() > kMaxPendingSources) p.sources.reset();
     }
   }
   Rearm();
@@ -425,6 +542,7 @@ void IgmpHost::OnTimer() {
   const uint64_t now = NowNs();
   for (auto& [name, itf] : interfaces_) {
     if (itf->send_fd < 0) continue;
+    RefreshForced(*itf, now);
     if (itf->change_due_ns != 0 && itf->change_due_ns <= now) SendChanges(*itf, now);
     if (itf->general_due_ns != 0 && itf->general_due_ns <= now) {
       itf->general_due_ns = 0;

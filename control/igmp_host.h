@@ -15,9 +15,15 @@
 //     within the query's max response time; leaves when the last rule of a group goes.
 // The IP stack then drops the groups at its first multicast check (the host is not a member),
 // and a local program that joins a group itself still gets it: the kernel's own membership and
-// reports are untouched. Queries are read from a packet socket (a group-specific query is sent
-// to the group, which the IP stack would drop); reports go out on a raw IGMP socket with the
-// Router Alert option, TTL 1 and DSCP CS6, as the kernel sends its own.
+// reports are untouched. IGMP is read from a packet socket on the interface: queries (a
+// group-specific query is sent to the group, which the IP stack would drop), and the host's
+// outgoing reports. The kernel and mcrd report from the same address, and switches track
+// members by address: when the kernel leaves a group for a local program that mcrd still wants,
+// mcrd reports it again at once, and it sends no leave while the host is itself a member.
+// Reports go out on a raw IGMP socket with the Router Alert option, TTL 1 and DSCP CS6, as the
+// kernel sends its own. A state change is reported as the group's whole new state (TO_EX({}) or
+// TO_IN(sources)), never as ALLOW/BLOCK: routers handle both, and every retransmission then
+// carries the current state.
 //
 // The version follows the network as the kernel's does: net.ipv4.conf.{all,IF}.force_igmp_version
 // 1 or 2 forces it, and a version 1 or 2 query heard on the interface switches to that version
@@ -98,12 +104,18 @@ class IgmpHost {
     uint64_t general_due_ns = 0;  // a pending answer to a general query
     std::map<uint32_t, Pending> group_due;
     uint64_t v1_until_ns = 0, v2_until_ns = 0;  // an older querier was heard
+    bool up = false;                            // IFF_UP and IFF_RUNNING at the last Sync
+    int64_t carrier_changes = -1;               // the interface's count of carrier changes then
+    size_t max_report = 1400;     // bytes of IGMP per report: 1400, less on a small MTU
+    int forced = 0;               // force_igmp_version in effect (1, 2), or 0
+    uint64_t forced_read_ns = 0;  // when it was last read
   };
 
   IgmpHost(EventLoop& loop, Logger& log, Options options, int timer_fd);
   absl::Status Open(Interface& itf);
   void Close(Interface& itf);
   bool SetMac(Interface& itf, uint32_t group, bool add, std::string* error);
+  void RefreshForced(Interface& itf, uint64_t now);
   igmp::Version VersionOf(const Interface& itf, uint64_t now) const;
   void OnReadable(const std::string& name);
   void OnQuery(Interface& itf, const igmp::Query& q, uint64_t now);
@@ -122,6 +134,7 @@ class IgmpHost {
   const Options options_;
   int timer_fd_;
   std::mt19937_64 rng_;
+  std::vector<uint8_t> rx_buf_ = std::vector<uint8_t>(65536);  // a whole IPv4 packet
   Counters counters_;
   // interface → group → want, as of the last Sync (Describe's source).
   std::map<std::string, std::map<uint32_t, Want>> want_;

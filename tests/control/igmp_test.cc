@@ -184,5 +184,39 @@ TEST(IgmpBuildV2Message, ReportAndLeave) {
   EXPECT_EQ(Checksum(l.data(), l.size()), 0);
 }
 
+TEST(IgmpGroupsLeft, LeavesAndBlocksOnly) {
+  // A version 2 leave.
+  auto leave = Ip(BuildV2Message(kV2Leave, A("239.1.1.1")));
+  EXPECT_EQ(GroupsLeft(leave.data(), leave.size()), (std::vector<uint32_t>{A("239.1.1.1")}));
+  // A version 2 report gives up nothing.
+  auto report = Ip(BuildV2Message(kV2Report, A("239.1.1.1")));
+  EXPECT_TRUE(GroupsLeft(report.data(), report.size()).empty());
+  // Version 3: TO_IN({}) and BLOCK count; TO_IN({S}), TO_EX and IS_* do not.
+  const auto v3 = BuildV3Reports({{kChangeToInclude, A("239.0.0.1"), {}},
+                                  {kChangeToInclude, A("239.0.0.2"), {A("10.0.0.1")}},
+                                  {kChangeToExclude, A("239.0.0.3"), {}},
+                                  {kBlockOldSources, A("239.0.0.4"), {A("10.0.0.1")}},
+                                  {kModeIsInclude, A("239.0.0.5"), {}}},
+                                 1400);
+  ASSERT_EQ(v3.size(), 1u);
+  auto p = Ip(v3[0]);
+  EXPECT_EQ(GroupsLeft(p.data(), p.size()),
+            (std::vector<uint32_t>{A("239.0.0.1"), A("239.0.0.4")}));
+  // Malformed, each with a valid checksum: nothing, and no read past the end.
+  auto many = v3[0];
+  many[7] = 200;  // claims 200 records
+  auto pm = Ip(many);
+  EXPECT_TRUE(GroupsLeft(pm.data(), pm.size()).empty());
+  auto sources = v3[0];
+  sources[10] = 1;  // the first record claims 256 sources
+  auto ps = Ip(sources);
+  EXPECT_TRUE(GroupsLeft(ps.data(), ps.size()).empty());
+  auto bad = p;
+  bad[24 + 9] ^= 1;  // checksum no longer matches
+  EXPECT_TRUE(GroupsLeft(bad.data(), bad.size()).empty());
+  EXPECT_TRUE(GroupsLeft(p.data(), p.size() - 1).empty());  // shorter than its IP length
+  EXPECT_TRUE(GroupsLeft(p.data(), 10).empty());
+}
+
 }  // namespace
 }  // namespace mcr::control::igmp

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# `mcrd --membership link` behind a real IGMP-snooping switch: a Linux bridge, with the segment's
-# querier on the sender's side (tests/rig/igmp_querier.py, as an upstream router). mcrd's own
-# reports register the groups (the bridge's mdb lists them on the relay's port) while the relay's host is not an IP member
-# (/proc/net/igmp) and its IP stack never receives the datagrams (Udp IgnoredMulti stays put;
-# with `--membership kernel` the same traffic raises it by every datagram, so the check can
-# tell the modes apart). Then: the memberships outlive several membership intervals (mcrd
-# answers the queries); a local program that joins the group itself still gets it; a removed
-# rule is left; a version 2 querier switches mcrd to version 2 reports; a malformed query is
-# counted and ignored; a killed mcrd's memberships expire at the switch.
+# `mcrd --membership link` behind a real IGMP-snooping switch: a Linux bridge, with the
+# segment's querier on the sender's side (tests/rig/igmp_querier.py, as an upstream router).
+# mcrd's own reports register the groups (the bridge's mdb lists them on the relay's port)
+# while the relay's host is not an IP member (/proc/net/igmp) and its IP stack never receives
+# the datagrams (Udp IgnoredMulti stays put; with `--membership kernel` the same traffic raises
+# it by every datagram, so the check can tell the modes apart). Then:
+#   - the memberships outlive several membership intervals (mcrd answers the queries);
+#   - a local program that joins the group itself still gets it;
+#   - a group the kernel leaves for a closed local listener is reported again at once;
+#   - a removed rule is left; a link that comes back up is reported again;
+#   - a version 2 querier switches mcrd to version 2 reports;
+#   - a malformed query is counted and ignored;
+#   - a killed mcrd's memberships expire at the switch.
 #
 #   snd (veth0 10.10.1.1, querier) -- [sw: br0, ports p_snd, p_rly] -- (in0 10.10.1.2) rly
 #   rly (out0 10.10.2.1) -- (veth0 10.10.2.2) rcv
@@ -19,9 +23,9 @@ rig_require_tools jq bridge tcpdump python3
 
 rig_ns snd; rig_ns sw; rig_ns rly; rig_ns rcv
 SW=$(rig_nsname sw)
-# Memberships expire 4 s after the last report; a leave removes one at once (fast leave).
+# Memberships expire 6 s after the last report; a leave removes one at once (fast leave).
 ip -n "$SW" link add br0 type bridge mcast_snooping 1 mcast_igmp_version 3 \
-  mcast_membership_interval 400 mcast_last_member_interval 50 \
+  mcast_membership_interval 600 mcast_last_member_interval 50 \
   || rig_skip "this kernel's bridge cannot snoop IGMPv3"
 ip -n "$SW" addr add 10.10.1.254/24 dev br0
 ip link add p_snd netns "$SW" type veth peer name veth0 netns "$(rig_nsname snd)"
@@ -96,7 +100,7 @@ relay() {  # (in a subshell: $(relay ...))
     rig_wait_file "$RIG_TMP/$near_log.ready" 10
   fi
   rig_exec snd "$MCR_BIN/mcrgen" send --group "$group" --port 5000 --interface veth0 \
-    --count "$N" --rate 3000 --ttl 8 >/dev/null
+    --count "$N" --rate 3000 --ttl 8 --no-gso >/dev/null  # one skb each: IgnoredMulti counts skbs
   wait "$far" || true
   [ -z "$near" ] || wait "$near" || true
   echo "$(unique_of "$RIG_TMP/$far_log.log")" \
@@ -113,7 +117,6 @@ before=$(ignored_multi)
 read -r got _ <<<"$(relay 239.1.1.1 6000)"
 [ "$got" = "$N" ] || rig_fail "kernel mode: relayed $got of $N"
 grew=$(( $(ignored_multi) - before ))
-# (Counted per packet the stack takes in: a sender's GSO run may reach it as one.)
 [ "$grew" -ge $((N * 9 / 10)) ] || rig_fail "kernel mode: IgnoredMulti grew by $grew, not $N: the check cannot tell the modes apart"
 echo "ok: kernel mode relays $got, and the host's IP stack received and dropped $grew"
 stop_mcrd
@@ -136,6 +139,10 @@ bridge -n "$SW" -j mdb show | jq -e '[.[].mdb[]? | select(.grp == "239.1.1.2" an
 ! rig_igmp_member rly in0 239.1.1.2 || rig_fail "link mode: the host is an IP member of 239.1.1.2"
 state=$(ctl --json list | jq -r '[.rules[].membership | "\(.state) \(.detail)"] | unique | join("; ")')
 [[ "$state" == "active link layer; mcrd reports it over IGMPv3" ]] || rig_fail "membership state: $state"
+# The groups' MAC addresses are in in0's filter (a NIC would drop them otherwise).
+maddr() { rig_exec rly ip maddr show dev in0 | grep -q "link  $1"; }
+maddr 01:00:5e:01:01:01 && maddr 01:00:5e:01:01:02 \
+  || rig_fail "the groups' MAC addresses are not on in0: $(rig_exec rly ip maddr show dev in0)"
 
 before=$(ignored_multi)
 read -r got _ <<<"$(relay 239.1.1.1 6000)"
@@ -146,24 +153,52 @@ grew=$(( $(ignored_multi) - before ))
 [ "$grew" -lt 10 ] || rig_fail "link mode: the host's IP stack still received $grew datagrams"
 echo "ok: link mode relays both groups; the host is no IP member and its stack received $grew"
 
-sleep 5  # more than a membership interval (4 s) after the last state-change report
+sleep 7  # more than a membership interval (6 s) after the last state-change report
 in_mdb 239.1.1.1 && in_mdb 239.1.1.2 || rig_fail "memberships expired: mcrd did not answer the queries"
-echo "ok: still registered after 5 s: mcrd answers the queries"
+echo "ok: still registered after 7 s: mcrd answers the queries"
 
+# From here until the link check no querier asks: what keeps or restores a membership is a
+# report mcrd sends of its own accord (and the membership interval, 6 s, bounds this part).
+kill "$QPID"; wait "$QPID" 2>/dev/null || true
 read -r got near <<<"$(relay 239.1.1.1 6000 local)"
 [ "$got" = "$N" ] && [ "$near" = "$N" ] \
   || rig_fail "with a local listener on the group: relayed $got, the listener got $near (of $N)"
 echo "ok: a local program that joins the group still gets it ($near) while mcrd relays ($got)"
+# The listener has closed: the kernel left the group, from the address mcrd reports from, and
+# the bridge (fast leave) dropped the port's membership. mcrd must report it again.
+sleep 1.5  # the kernel repeats its leave within 1 s
+in_mdb 239.1.1.1 || rig_fail "the kernel's leave for the closed listener took 239.1.1.1 from the switch"
+echo "ok: mcrd reports the group again when the kernel leaves it for a local program"
 
+rig_bg rly leave tcpdump -Z root -ni in0 -c 1 \
+  'igmp and igmp[0] = 0x22 and igmp[8] = 3 and igmp[10:2] = 0 and igmp[12:4] = 0xef010101'
+dump=$RIG_LAST_PID
+sleep 0.5
 ctl remove --name cam >/dev/null
 wait_mdb 239.1.1.1 no 2 || rig_fail "239.1.1.1 still registered 2 s after its rule was removed"
+for _ in $(seq 20); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$dump" 2>/dev/null || rig_fail "mcrd sent no TO_IN({}) for 239.1.1.1"
 in_mdb 239.1.1.2 || rig_fail "removing cam also left 239.1.1.2"
-echo "ok: removing the rule leaves the group"
+! maddr 01:00:5e:01:01:01 || rig_fail "01:00:5e:01:01:01 is still on in0 after its rule went"
+echo "ok: removing the rule leaves the group (TO_IN({}) sent, MAC address dropped)"
 
-# A query with a wrong checksum, put on the relay's wire by the switch's port.
-rig_exec sw python3 "$QUERIER" --source 10.10.1.1 --bad-checksum --interface p_rly
+# The relay's link goes down and comes back: the bridge forgets the port's memberships, and
+# only mcrd's own reports on link-up can restore them.
+ip -n "$(rig_nsname rly)" link set in0 down
+wait_mdb 239.1.1.2 no 3 || rig_fail "the bridge kept the memberships of a port whose link went down"
+ip -n "$(rig_nsname rly)" link set in0 up
+wait_mdb 239.1.1.2 yes 3 || rig_fail "no report when the link came back up"
+echo "ok: a link that comes back up is reported again"
+rig_bg snd querier.again python3 "$QUERIER" --source 10.10.1.1 --version 3
+QPID=$RIG_LAST_PID
+
+# A version 2 query with a wrong checksum, put on the relay's wire by the switch's port. Acted
+# on, it would switch mcrd to version 2.
+rig_exec sw python3 "$QUERIER" --source 10.10.1.1 --version 2 --bad-checksum --interface p_rly
 for _ in $(seq 30); do grep -q 'malformed IGMP packet on in0 ignored' "$RIG_TMP/mcrd.link.log" && break; sleep 0.1; done
 grep -q 'malformed IGMP packet on in0 ignored' "$RIG_TMP/mcrd.link.log" || rig_fail "the malformed query was not counted"
+detail=$(ctl --json list | jq -r '.rules[] | select(.id == "ssm") | .membership.detail')
+[[ "$detail" == *IGMPv3* ]] || rig_fail "after a malformed version 2 query: $detail"
 in_mdb 239.1.1.2 || rig_fail "the malformed query disturbed the membership"
 echo "ok: a malformed query is counted and ignored"
 
