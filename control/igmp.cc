@@ -79,7 +79,8 @@ ParseResult ParseQuery(const uint8_t* packet, size_t len, Query* out) {
   return ParseResult::kIsQuery;
 }
 
-std::vector<uint32_t> GroupsLeft(const uint8_t* packet, size_t len) {
+std::vector<uint32_t> GroupsLeft(const uint8_t* packet, size_t len,
+                                 std::vector<uint32_t>* narrowed) {
   std::vector<uint32_t> out;
   if (len < 20 || (packet[0] >> 4) != 4 || packet[9] != IPPROTO_IGMP) return out;
   const size_t ihl = size_t(packet[0] & 0x0f) * 4;
@@ -96,13 +97,21 @@ std::vector<uint32_t> GroupsLeft(const uint8_t* packet, size_t len) {
   const size_t records = size_t(m[6]) << 8 | m[7];
   size_t at = 8;
   for (size_t i = 0; i < records; ++i) {
-    if (at + 8 > mlen) return {};
+    if (at + 8 > mlen) {
+      if (narrowed != nullptr) narrowed->clear();
+      return {};
+    }
     const uint8_t type = m[at];
     const size_t nsrc = size_t(m[at + 2]) << 8 | m[at + 3];
     const size_t size = 8 + size_t(m[at + 1]) * 4 + nsrc * 4;  // aux data in 32-bit words
-    if (at + size > mlen) return {};
+    if (at + size > mlen) {
+      if (narrowed != nullptr) narrowed->clear();
+      return {};
+    }
     if ((type == kChangeToInclude && nsrc == 0) || type == kBlockOldSources) {
       out.push_back(Load32(m + at + 4));
+    } else if (type == kChangeToInclude && narrowed != nullptr) {
+      narrowed->push_back(Load32(m + at + 4));
     }
     at += size;
   }

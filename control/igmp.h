@@ -49,9 +49,11 @@ ParseResult ParseQuery(const uint8_t* packet, size_t len, Query* out);
 
 /// The groups a membership report or leave in `packet` (an IPv4 packet, from the IP header) gives
 /// up: a version 2 leave's group; in a version 3 report, each TO_IN({}) record's group and each
-/// BLOCK record's group. Empty for anything else, malformed or not. Used to see the kernel
-/// leave a group on behalf of a local program while mcrd still wants it.
-std::vector<uint32_t> GroupsLeft(const uint8_t* packet, size_t len);
+/// BLOCK record's group. With `narrowed`, also the groups of TO_IN records that name sources
+/// (the sender now wants only those). Empty for anything else, malformed or not. Used to see
+/// the kernel leave a group on behalf of a local program while mcrd still wants it.
+std::vector<uint32_t> GroupsLeft(const uint8_t* packet, size_t len,
+                                 std::vector<uint32_t>* narrowed = nullptr);
 
 /// A version 3 group record (RFC 3376 section 4.2.4).
 enum RecordType : uint8_t {

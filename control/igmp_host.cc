@@ -139,9 +139,12 @@ IgmpHost::~IgmpHost() {
 }
 
 absl::Status IgmpHost::Open(Interface& itf) {
-  // IGMP only: IPv4 packets (skb->protocol) whose protocol byte (offset 9 of a SOCK_DGRAM frame,
-  // which starts at the IP header, outgoing ones too) is IGMP.
+  // IGMP only: untagged IPv4 packets (skb->protocol) whose protocol byte (offset 9 of a SOCK_DGRAM
+  // frame, which starts at the IP header, outgoing ones too) is IGMP. A frame whose VLAN tag the
+  // kernel moved to metadata belongs to a VLAN on top of this interface, not to it.
   sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, uint32_t(SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 5),
       BPF_STMT(BPF_LD | BPF_H | BPF_ABS, uint32_t(SKF_AD_OFF + SKF_AD_PROTOCOL)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 3),
       BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
@@ -286,8 +289,7 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
         mtu > 24 + 8 + 8 ? std::min<size_t>(kMaxReportBytes, size_t(mtu) - 24) : kMaxReportBytes;
     bool changed = false;
     // Back up (or up for the first time), or the carrier went and came back between two looks:
-    // the switch may have dropped the port's memberships meanwhile. Report them all again, as
-    // the kernel does for its own.
+    // the switch may have dropped the port's memberships meanwhile. Report them all again.
     const bool up = LinkUp(itf.send_fd, itf.name);
     const int64_t carrier_changes = CarrierChanges(itf.name);
     if (up && (!itf.up || carrier_changes != itf.carrier_changes)) {
@@ -477,14 +479,26 @@ void IgmpHost::OnReadable(const std::string& name) {
       // the kernel leaves a group mcrd still wants (a local listener closed), the switch drops
       // the port's membership (it tracks by address, and the address is shared): report it
       // again at once. mcrd's own leaves name only groups it no longer wants.
+      // A TO_IN(S) narrows the shared address to S: a group mcrd takes from every source must be
+      // reported again too. (mcrd's own TO_IN(S) records are only for groups it takes from
+      // listed sources, so this never answers itself.)
       bool again = false;
-      for (const uint32_t group : igmp::GroupsLeft(buf, static_cast<size_t>(n))) {
+      std::vector<uint32_t> narrowed;
+      for (const uint32_t group : igmp::GroupsLeft(buf, static_cast<size_t>(n), &narrowed)) {
         if (!itf.groups.contains(group)) continue;
         itf.changes[group] = options_.robustness;
         again = true;
       }
+      for (const uint32_t group : narrowed) {
+        const auto g = itf.groups.find(group);
+        if (g == itf.groups.end() || !g->second.any_source) continue;
+        itf.changes[group] = options_.robustness;
+        again = true;
+      }
       if (again) {
-        SendChanges(itf, NowNs());
+        const uint64_t now = NowNs();
+        RefreshForced(itf, now);
+        SendChanges(itf, now);
         Rearm();
       }
       continue;

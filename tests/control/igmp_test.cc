@@ -202,6 +202,9 @@ TEST(IgmpGroupsLeft, LeavesAndBlocksOnly) {
   auto p = Ip(v3[0]);
   EXPECT_EQ(GroupsLeft(p.data(), p.size()),
             (std::vector<uint32_t>{A("239.0.0.1"), A("239.0.0.4")}));
+  std::vector<uint32_t> narrowed;
+  EXPECT_EQ(GroupsLeft(p.data(), p.size(), &narrowed).size(), 2u);
+  EXPECT_EQ(narrowed, (std::vector<uint32_t>{A("239.0.0.2")}));
   // Malformed, each with a valid checksum: nothing, and no read past the end.
   auto many = v3[0];
   many[7] = 200;  // claims 200 records
@@ -210,7 +213,9 @@ TEST(IgmpGroupsLeft, LeavesAndBlocksOnly) {
   auto sources = v3[0];
   sources[10] = 1;  // the first record claims 256 sources
   auto ps = Ip(sources);
-  EXPECT_TRUE(GroupsLeft(ps.data(), ps.size()).empty());
+  narrowed.assign(1, 7);
+  EXPECT_TRUE(GroupsLeft(ps.data(), ps.size(), &narrowed).empty());
+  EXPECT_TRUE(narrowed.empty());
   auto bad = p;
   bad[24 + 9] ^= 1;  // checksum no longer matches
   EXPECT_TRUE(GroupsLeft(bad.data(), bad.size()).empty());
