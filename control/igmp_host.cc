@@ -6,7 +6,6 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/netdev.h"
 
 namespace mcr::control {
 namespace {
@@ -48,28 +48,11 @@ int ForcedVersion(const std::string& name) {
   return (f >> v) ? v : 0;
 }
 
-// Whether `name` is up with a carrier. Asked on any socket.
-bool LinkUp(int fd, const std::string& name) {
-  ifreq ifr{};
-  if (name.size() >= sizeof ifr.ifr_name) return false;
-  std::memcpy(ifr.ifr_name, name.data(), name.size());
-  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) return false;
-  return (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
-}
-
 // /sys/class/net/<name>/carrier_changes; -1 when unreadable.
 int64_t CarrierChanges(const std::string& name) {
   std::ifstream f("/sys/class/net/" + name + "/carrier_changes");
   int64_t v = -1;
   return (f >> v) ? v : -1;
-}
-
-// The interface's MTU, or 0.
-int Mtu(int fd, const std::string& name) {
-  ifreq ifr{};
-  if (name.size() >= sizeof ifr.ifr_name) return 0;
-  std::memcpy(ifr.ifr_name, name.data(), name.size());
-  return ioctl(fd, SIOCGIFMTU, &ifr) == 0 ? ifr.ifr_mtu : 0;
 }
 
 // Whether the host itself (a program on it) is an IP member of `group` on interface `ifindex`,
@@ -284,13 +267,13 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
       itf.error.clear();
     }
     RefreshForced(itf, now);
-    const int mtu = Mtu(itf.send_fd, itf.name);
-    itf.max_report =
-        mtu > 24 + 8 + 8 ? std::min<size_t>(kMaxReportBytes, size_t(mtu) - 24) : kMaxReportBytes;
+    const engine::NetDev dev = engine::LookupNetDev(itf.name);
+    itf.max_report = dev.mtu > 24 + 8 + 8 ? std::min<size_t>(kMaxReportBytes, size_t(dev.mtu) - 24)
+                                          : kMaxReportBytes;
     bool changed = false;
     // Back up (or up for the first time), or the carrier went and came back between two looks:
     // the switch may have dropped the port's memberships meanwhile. Report them all again.
-    const bool up = LinkUp(itf.send_fd, itf.name);
+    const bool up = dev.up;
     const int64_t carrier_changes = CarrierChanges(itf.name);
     if (up && (!itf.up || carrier_changes != itf.carrier_changes)) {
       for (const auto& [group, unused] : itf.groups) itf.changes[group] = options_.robustness;

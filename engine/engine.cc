@@ -17,16 +17,14 @@
 #include "absl/strings/str_format.h"
 #include "engine/cpu_list.h"
 #include "engine/internal/egress.h"
-#include "engine/internal/netdev.h"
 #include "engine/internal/shard.h"
+#include "engine/netdev.h"
 #include "engine/packet.h"
 #include "engine/steering.h"
 
 namespace mcr::engine {
 
 using internal::IngressCounters;
-using internal::LookupNetDev;
-using internal::NetDev;
 using internal::RuleTable;
 using internal::Shard;
 using internal::ShardCommand;

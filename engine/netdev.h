@@ -1,11 +1,12 @@
 #pragma once
-// Interface lookups by name (control thread): index, first IPv4 address, MTU, state.
+// Interface lookups by name (control thread): index, first IPv4 address, MTU, state. Used by the
+// engine for its sockets and by the control plane's IGMP host (control/igmp_host.h).
 
 #include <netinet/in.h>
 
 #include <string>
 
-namespace mcr::engine::internal {
+namespace mcr::engine {
 
 struct NetDev {
   int ifindex = 0;         // 0: no such interface
@@ -21,4 +22,4 @@ struct NetDev {
 /// Looks the interface up now. Never fails: a missing interface has ifindex 0.
 NetDev LookupNetDev(const std::string& name);
 
-}  // namespace mcr::engine::internal
+}  // namespace mcr::engine

@@ -1,4 +1,4 @@
-#include "engine/internal/netdev.h"
+#include "engine/netdev.h"
 
 #include <net/if.h>
 #include <net/if_arp.h>
@@ -8,7 +8,7 @@
 
 #include <cstring>
 
-namespace mcr::engine::internal {
+namespace mcr::engine {
 
 NetDev LookupNetDev(const std::string& name) {
   NetDev d;
@@ -33,4 +33,4 @@ NetDev LookupNetDev(const std::string& name) {
   return d;
 }
 
-}  // namespace mcr::engine::internal
+}  // namespace mcr::engine
