@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "control/rule_schema.h"
 #include "engine/netdev.h"
 
 namespace mcr::control {
@@ -32,12 +33,6 @@ uint64_t NowNs() {
   return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
 }
 constexpr uint64_t kMs = 1'000'000;
-
-std::string Ip(uint32_t addr) {
-  char buf[INET_ADDRSTRLEN];
-  in_addr a{addr};
-  return inet_ntop(AF_INET, &a, buf, sizeof buf);
-}
 
 std::string Errno(const char* what) { return absl::StrCat(what, ": ", std::strerror(errno)); }
 
@@ -109,14 +104,7 @@ IgmpHost::IgmpHost(EventLoop& loop, Logger& log, Options options, int timer_fd)
       rng_(std::random_device{}()) {}
 
 IgmpHost::~IgmpHost() {
-  // One leave per group at once: nobody is left to repeat it (the kernel repeats its own, but a
-  // lost leave only means the group flows until the querier's membership interval ends).
-  for (auto& [name, itf] : interfaces_) {
-    for (auto& [group, want] : itf->groups) itf->changes[group] = 1;
-    itf->groups.clear();
-    if (itf->send_fd >= 0) SendChanges(*itf, NowNs());
-    Close(*itf);
-  }
+  for (auto& [name, itf] : interfaces_) LeaveAllAndClose(*itf, NowNs());
   loop_.Remove(timer_fd_);
   close(timer_fd_);
 }
@@ -191,6 +179,15 @@ void IgmpHost::Close(Interface& itf) {
   itf.v1_until_ns = itf.v2_until_ns = 0;  // a re-created interface starts over
 }
 
+void IgmpHost::LeaveAllAndClose(Interface& itf, uint64_t now) {
+  // One leave per group, at once: nobody is left to repeat it (a lost leave only means the group
+  // flows until the querier's membership interval ends).
+  for (const auto& [group, unused] : itf.groups) itf.changes[group] = 1;
+  itf.groups.clear();
+  if (itf.send_fd >= 0) SendChanges(itf, now);
+  Close(itf);
+}
+
 bool IgmpHost::SetMac(Interface& itf, uint32_t group, bool add, std::string* error) {
   // 01:00:5e and the group's low 23 bits (RFC 1112 section 6.4). The kernel counts additions per
   // socket and address, so two groups of one MAC address each add and drop it once.
@@ -248,10 +245,7 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
     const auto w = want.find(itf.name);
     if (w == want.end()) {
       // No rule reads this interface any more: leave everything, then forget it.
-      for (const auto& [group, unused] : itf.groups) itf.changes[group] = 1;
-      itf.groups.clear();
-      if (itf.send_fd >= 0) SendChanges(itf, now);
-      Close(itf);
+      LeaveAllAndClose(itf, now);
       it = interfaces_.erase(it);
       continue;
     }
@@ -299,7 +293,7 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
         std::string error;
         if (!SetMac(itf, group, true, &error)) {
           itf.group_errors[group] = error;
-          failures.push_back(absl::StrCat(Ip(group), " on ", itf.name, ": ", error));
+          failures.push_back(absl::StrCat(FormatIpv4(group), " on ", itf.name, ": ", error));
           continue;
         }
         itf.group_errors.erase(group);
@@ -375,9 +369,7 @@ void IgmpHost::SendChanges(Interface& itf, uint64_t now) {
       }
       records.push_back(std::move(r));
     } else if (g != itf.groups.end()) {
-      Send(itf,
-           igmp::BuildV2Message(v == igmp::Version::kV1 ? igmp::kV1Report : igmp::kV2Report, group),
-           group);
+      SendOldReport(itf, v, group);
     } else if (v == igmp::Version::kV2) {
       Send(itf, igmp::BuildV2Message(igmp::kV2Leave, group), igmp::AllRouters());
       it->second = 1;  // a leave is sent once, as RFC 2236 section 3 has it
@@ -397,9 +389,7 @@ void IgmpHost::SendCurrent(Interface& itf, const std::vector<uint32_t>& groups, 
     const auto g = itf.groups.find(group);
     if (g == itf.groups.end() || LinkLocal(group)) continue;
     if (v != igmp::Version::kV3) {
-      Send(itf,
-           igmp::BuildV2Message(v == igmp::Version::kV1 ? igmp::kV1Report : igmp::kV2Report, group),
-           group);
+      SendOldReport(itf, v, group);
       continue;
     }
     igmp::Record r;
@@ -424,6 +414,13 @@ void IgmpHost::SendGroupSources(Interface& itf, uint32_t group, const std::set<u
   if (!r.sources.empty()) SendV3(itf, {r});
 }
 
+void IgmpHost::SendOldReport(Interface& itf, igmp::Version v, uint32_t group) {
+  // Versions 1 and 2 report a group to the group itself.
+  Send(itf,
+       igmp::BuildV2Message(v == igmp::Version::kV1 ? igmp::kV1Report : igmp::kV2Report, group),
+       group);
+}
+
 void IgmpHost::SendV3(Interface& itf, const std::vector<igmp::Record>& records) {
   for (const auto& report : igmp::BuildV3Reports(records, itf.max_report))
     Send(itf, report, igmp::AllV3Routers());
@@ -440,7 +437,7 @@ void IgmpHost::Send(Interface& itf, const std::vector<uint8_t>& msg, uint32_t ds
   }
   // Counted and logged; the next query or state change sends again.
   if (counters_.send_errors++ % 100 == 0) {
-    log_.Warning("IGMP report on %s to %s not sent: %s (%d so far)", itf.name, Ip(dst),
+    log_.Warning("IGMP report on %s to %s not sent: %s (%d so far)", itf.name, FormatIpv4(dst),
                  std::strerror(errno), counters_.send_errors);
   }
 }
@@ -615,7 +612,7 @@ std::vector<MembershipInfo> IgmpHost::Describe() const {
           m.detail = absl::StrFormat("link layer; mcrd reports it over IGMPv%d",
                                      static_cast<int>(VersionOf(*itf, now)));
           if (source != 0 && w.any_source) {
-            absl::StrAppend(&m.detail, "; covered by (*, ", Ip(group), ")");
+            absl::StrAppend(&m.detail, "; covered by (*, ", FormatIpv4(group), ")");
           }
         }
         out.push_back(std::move(m));

@@ -114,6 +114,8 @@ class IgmpHost {
   IgmpHost(EventLoop& loop, Logger& log, Options options, int timer_fd);
   absl::Status Open(Interface& itf);
   void Close(Interface& itf);
+  // Reports leaving every group of `itf` (once each), then closes it.
+  void LeaveAllAndClose(Interface& itf, uint64_t now);
   bool SetMac(Interface& itf, uint32_t group, bool add, std::string* error);
   void RefreshForced(Interface& itf, uint64_t now);
   igmp::Version VersionOf(const Interface& itf, uint64_t now) const;
@@ -124,6 +126,8 @@ class IgmpHost {
   void SendCurrent(Interface& itf, const std::vector<uint32_t>& groups, uint64_t now);
   void SendGroupSources(Interface& itf, uint32_t group, const std::set<uint32_t>& asked,
                         uint64_t now);
+  // A version 1 or 2 membership report of `group`.
+  void SendOldReport(Interface& itf, igmp::Version v, uint32_t group);
   void SendV3(Interface& itf, const std::vector<igmp::Record>& records);
   void Send(Interface& itf, const std::vector<uint8_t>& msg, uint32_t dst);
   uint64_t RandomDelay(uint64_t max_ns);
