@@ -3,23 +3,26 @@
 # minutes per session, start-up included, so the program keeps to a time budget: each step runs
 # only if its estimate fits what is left, in order of what the performance issue still lacks.
 #
-#   1. The 2-CPU targets where nothing shares a CPU: scripts/bench.sh at 1200 bytes, mcrd,
-#      the kernel path and socat, relay / sender / receiver each on a CPU of its own. On the
-#      2-CPU VM the relay shares with the receiver, and the recv-mode tail and fan-out figures
-#      carry that (docs/PERFORMANCE.md, "What the numbers say").
-#   2. Shard scaling with the default placement, twice, each time followed by the same run with
-#      --drop-captured (nft drops the input groups in the relay namespace's raw prerouting hook,
-#      as packaging/nftables/mcr-drop-captured.nft does on a relay host). The senders' CPUs run
-#      that namespace's receive path and set the 8-shard figure; on the 2-CPU VM, with mcrd
-#      relaying, the rule took 0.3-0.65 us off each datagram there (bench/harness/input_cost.sh).
-#      A pair runs only if both runs fit. Needs nft in the carry.
-#   3. If time is left: one shard, 16 flows, default against --busy-poll-us=50, interleaved.
-#
+#   1. Shard scaling with the default placement, three ways, twice, interleaved: as built (the
+#      relay namespace joins the input groups, so its IP stack also receives and drops every
+#      datagram), with --membership link (mcrd keeps the groups at the link layer and speaks
+#      IGMP itself: no IP membership, the datagrams stop at the IP stack's first multicast check)
+#      and with --drop-captured (nft drops the input groups in the relay namespace's raw
+#      prerouting hook, as packaging/nftables/mcr-drop-captured.nft does on a relay host). The
+#      senders' CPUs run that namespace's receive path and set the 8-shard figure; on the 2-CPU
+#      VM, with mcrd relaying, link mode took 230-280 ns and the nft rule 250-300 ns off each
+#      datagram there (bench/harness/input_cost.sh). A triple runs only if all three fit; the
+#      nft run needs nft in the carry.
+#   2. If time is left: one shard, 16 flows, default against --busy-poll-us=50, interleaved.
+#   3. If time is left: the 2-CPU targets where nothing shares a CPU: scripts/bench.sh at 1200
+#      bytes, mcrd, the kernel path and socat, relay / sender / receiver each on a CPU of its
+#      own (measured once, eighth session; docs/PERFORMANCE.md).
+
 # Prepare here (binaries and tools with their libraries; .rig/ is git-ignored and travels only
 # when named in the call's carry list):
 #   ../shared/rig/carry-netns-tools.sh .rig build/bin/mcrd build/bin/mcrctl build/bin/mcrgen \
 #       /usr/sbin/ethtool /usr/bin/tcpdump /usr/sbin/nft
-# With tcpdump there, step 1's latency trials also time the relay's own share from outside it
+# With tcpdump there, step 3's latency trials also time the relay's own share from outside it
 # (--set hop_stamps=true: tcpdump stamps on its input and at the receiver's interface).
 # There, as root, in the checkout:
 #   bench/harness/device_program.sh --bin .rig/bin --out "$OUT" --budget 480
@@ -37,7 +40,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --budget) budget=$2; shift 2 ;;
     --tiny) tiny=1; shift ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "device_program: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -97,19 +100,18 @@ else
 fi
 command -v tcpdump >/dev/null && bench_args+=(--set hop_stamps=true)
 
-# 1. The comparison at 1200 bytes with relay, sender and receiver on CPUs of their own.
-step bench "$est_bench" "$cap_bench" "$root/scripts/bench.sh" --bin "$bin" --out "$work/bench" --no-plots \
-  --sizes 1200 --parts comparison,mcrd_recv,latency_vs_rate,fanout \
-  --cpus "$relay_cpu" --sender-cpu "$sender_cpu" --receiver-cpu "$receiver_cpu" "${bench_args[@]}"
-# 2. Shard scaling, default placement, interleaved with the same run with the input groups
-#    dropped before routing in the relay namespace.
+# 1. Shard scaling, default placement: as built, link-layer membership, nft drop; interleaved.
 for i in 1 2; do
-  if command -v nft >/dev/null && [ "$(left)" -lt $((2 * est_scaling)) ]; then
-    echo "== skip scaling pair $i: needs ~$((2 * est_scaling))s, $(left)s left"
+  n=2
+  command -v nft >/dev/null && n=3
+  if [ "$(left)" -lt $((n * est_scaling)) ]; then
+    echo "== skip scaling triple $i: needs ~$((n * est_scaling))s, $(left)s left"
     continue
   fi
   step "scaling-$i" "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" \
     --out "$work/scaling-$i" "${scaling_args[@]}"
+  step "scaling-link-$i" "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" \
+    --out "$work/scaling-link-$i" "${scaling_args[@]}" --mcrd-arg=--membership=link
   if command -v nft >/dev/null; then
     step "scaling-drop-$i" "$est_scaling" "$cap_scaling" "$here/shard_scaling.sh" --bin "$bin" \
       --out "$work/scaling-drop-$i" "${scaling_args[@]}" --drop-captured
@@ -117,9 +119,13 @@ for i in 1 2; do
     echo "== skip scaling-drop-$i: no nft (carry /usr/sbin/nft)"
   fi
 done
-# 3. One shard: busy polling against none, interleaved, steal recorded per trial.
+# 2. One shard: busy polling against none, interleaved, steal recorded per trial.
 step one-shard-default "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
   --out "$work/one-default" "${one[@]}"
 step one-shard-busy-poll "$est_one" "$cap_one" "$here/shard_scaling.sh" --bin "$bin" \
   --out "$work/one-busy-poll" "${one[@]}" --mcrd-arg=--busy-poll-us=50
+# 3. The comparison at 1200 bytes with relay, sender and receiver on CPUs of their own.
+step bench "$est_bench" "$cap_bench" "$root/scripts/bench.sh" --bin "$bin" --out "$work/bench" --no-plots \
+  --sizes 1200 --parts comparison,mcrd_recv,latency_vs_rate,fanout \
+  --cpus "$relay_cpu" --sender-cpu "$sender_cpu" --receiver-cpu "$receiver_cpu" "${bench_args[@]}"
 echo "== done ($(($(date +%s) - t0)) s): $out/results.tgz"

@@ -96,6 +96,10 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
         time.sleep(0.01)
     before = relay.counters()
     rcv0 = rig.udp("rcv").get("RcvbufErrors", 0)
+    # The relay namespace's own IP stack: with the default membership it receives every input
+    # datagram and drops it (no socket wants the input port), counted as IgnoredMulti; with
+    # --membership link or --drop-captured it should not see them at all.
+    ign0 = rig.udp("rly").get("IgnoredMulti", 0)
     pid = relay.pids()[0]
     r_ns0 = proc_sched_ns(pid) or 0
     cpu0 = read_cpu_idle()
@@ -159,6 +163,7 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
     counters = {k: after[k] - before.get(k, 0) for k in after
                 if isinstance(after[k], int) and k in before}
     rcvbuf_errors = rig.udp("rcv").get("RcvbufErrors", 0) - rcv0
+    relay_ip_ignored = rig.udp("rly").get("IgnoredMulti", 0) - ign0
     # Where packets went missing: rule_packets is what the shards took from their rings (a
     # shortfall against sent is ring overflow before the relay; kernel_drops says the same but
     # the shards read it only once a second), output_packets what they sent on.
@@ -176,10 +181,12 @@ def run_multi(rig: Rig, relay: Mcrd, flows: list, args, rate: float, count: int,
            "machine_busy_cpus": round(busy / el, 3) if el else None,
            "steal_cpus": round(all_steal / USER_HZ / el, 4) if el else None,
            "shard_steal_cpus": round(shard_steal / USER_HZ / el, 4) if el else None,
+           "relay_ip_ignored_multi": relay_ip_ignored,
            "where": where, "relay_counters": counters, "per_flow": per_flow}
     log(f"{relay.cpus:>8} {kind:<8} rate {int(rate) or 'max':>8} sent {sent_total:>8} @ "
         f"{send_pps_total / 1e3:8.1f}k got {unique_total:>8} ({100 * res['delivered_fraction']:6.2f}%)"
-        f" in order {res['in_order']}" + (f" [aborted: {aborted}]" if aborted else "")
+        f" in order {res['in_order']} relay IP stack dropped {relay_ip_ignored}"
+        + (f" [aborted: {aborted}]" if aborted else "")
         + ("" if unique_total == sent_total else
            f" (relay took {where['relay_in']}, sent on {where['relay_out']},"
            f" receiver overflow {rcvbuf_errors}, steal on the shards' CPUs"
