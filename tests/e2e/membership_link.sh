@@ -9,6 +9,8 @@
 #   - a local program that joins the group itself still gets it;
 #   - a group the kernel leaves for a closed local listener is reported again at once;
 #   - a removed rule is left; a link that comes back up is reported again;
+#   - group-specific and group-and-source-specific queries are answered, naming only the sources
+#     mcrd wants;
 #   - a version 2 querier switches mcrd to version 2 reports;
 #   - a malformed query is counted and ignored;
 #   - a killed mcrd's memberships expire at the switch.
@@ -194,6 +196,43 @@ wait_mdb 239.1.1.2 no 3 || rig_fail "the bridge kept the memberships of a port w
 ip -n "$(rig_nsname rly)" link set in0 up
 wait_mdb 239.1.1.2 yes 3 || rig_fail "no report when the link came back up"
 echo "ok: a link that comes back up is reported again"
+
+# Queries about one group, still with no general querier running, so that every current-state
+# report on in0 is an answer to them. A snooping switch that hears a group-specific query cuts
+# the group's membership to the last member query time (here 2 x 0.5 s): only an answer keeps it.
+ctl add --name gsq --input-interface in0 --input-group 239.1.1.4 --input-port 5000 \
+  --outputs 239.2.2.2:6003:out0 >/dev/null
+wait_mdb 239.1.1.4 yes 3 || rig_fail "the bridge never registered 239.1.1.4"
+sleep 1.5  # past mcrd's state-change retransmissions
+# query_answer NAME SECONDS FILTER QUERIER_ARGS...: sends one query; true if a report on in0
+# matched FILTER within SECONDS.
+query_answer() {
+  local name=$1 secs=$2 filter=$3 i
+  shift 3
+  rig_bg rly "$name" tcpdump -Z root -ni in0 -c 1 "igmp and igmp[0] = 0x22 and $filter"
+  local dump=$RIG_LAST_PID
+  sleep 0.5
+  rig_exec snd python3 "$QUERIER" --source 10.10.1.1 "$@"
+  for ((i = 0; i < secs * 10; i++)); do kill -0 "$dump" 2>/dev/null || return 0; sleep 0.1; done
+  kill "$dump" 2>/dev/null; wait "$dump" 2>/dev/null || true
+  return 1
+}
+# Group-specific, for a group taken from every source: MODE_IS_EXCLUDE({}) for that group.
+query_answer gs 2 'igmp[8] = 2 and igmp[10:2] = 0 and igmp[12:4] = 0xef010104' --group 239.1.1.4 \
+  || rig_fail "no MODE_IS_EXCLUDE({}) answer to a group-specific query for 239.1.1.4"
+sleep 1.5  # beyond the last member query time the query set at the switch
+in_mdb 239.1.1.4 || rig_fail "the group-specific query's answer did not keep 239.1.1.4 at the switch"
+echo "ok: a group-specific query is answered, and the membership stays"
+# Group-and-source-specific, asking only about a source mcrd does not want: no answer
+# (RFC 3376 section 6.3: the answer names only the asked sources the host wants, and an
+# empty INCLUDE record is not sent).
+! query_answer gss-none 2 'igmp[12:4] = 0xef010102' --group 239.1.1.2 --sources 10.10.1.99 \
+  || rig_fail "a query about an unwanted source of 239.1.1.2 was answered"
+# ... and about a wanted and an unwanted one: MODE_IS_INCLUDE naming the wanted one only.
+query_answer gss 2 'igmp[8] = 1 and igmp[10:2] = 1 and igmp[12:4] = 0xef010102 and igmp[16:4] = 0x0a0a0101' \
+  --group 239.1.1.2 --sources 10.10.1.99,10.10.1.1 \
+  || rig_fail "no MODE_IS_INCLUDE({10.10.1.1}) answer to a group-and-source-specific query"
+echo "ok: a group-and-source-specific query is answered with the wanted sources only"
 rig_bg snd querier.2 python3 "$QUERIER" --source 10.10.1.1 --version 3
 QPID=$RIG_LAST_PID
 

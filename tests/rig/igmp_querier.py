@@ -6,6 +6,9 @@ registered group to a port that floods nothing else.) Runs until killed.
 
   igmp_querier.py --source 10.10.1.1 [--version 2|3] [--interval 1] [--max-resp-ds 5]
   igmp_querier.py --source 10.10.1.1 --bad-checksum --interface p_rly  # one malformed query
+  igmp_querier.py --source 10.10.1.1 --group 239.1.1.4 [--sources 10.10.1.1,10.10.1.9]
+      # one version 3 group-specific (or group-and-source-specific) query, sent to the group
+      # as a querier does after a leave (RFC 3376 section 6.6.3)
 """
 import argparse
 import socket
@@ -22,11 +25,14 @@ def checksum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
-def query(version: int, max_resp_ds: int) -> bytes:
+def query(version: int, max_resp_ds: int, group: str = "0.0.0.0", sources=()) -> bytes:
+    g = socket.inet_aton(group)
     if version == 2:
-        m = bytearray(struct.pack("!BBH4s", 0x11, max_resp_ds, 0, bytes(4)))
-    else:  # version 3: S flag 0, QRV 2, QQIC 1 s (the interval is the caller's), no sources
-        m = bytearray(struct.pack("!BBH4sBBH", 0x11, max_resp_ds, 0, bytes(4), 2, 1, 0))
+        m = bytearray(struct.pack("!BBH4s", 0x11, max_resp_ds, 0, g))
+    else:  # version 3: S flag 0, QRV 2, QQIC 1 s (the interval is the caller's)
+        m = bytearray(struct.pack("!BBH4sBBH", 0x11, max_resp_ds, 0, g, 2, 1, len(sources)))
+        for src in sources:
+            m += socket.inet_aton(src)
     struct.pack_into("!H", m, 2, checksum(bytes(m)))
     return bytes(m)
 
@@ -54,6 +60,8 @@ def main() -> None:
     ap.add_argument("--bad-checksum", action="store_true",
                     help="send one query with a wrong IGMP checksum out of --interface")
     ap.add_argument("--interface", help="with --bad-checksum")
+    ap.add_argument("--group", help="send one version 3 query for this group, to it, and exit")
+    ap.add_argument("--sources", default="", help="with --group: the sources asked about")
     a = ap.parse_args()
     if a.bad_checksum:
         send_bad(a)
@@ -62,6 +70,10 @@ def main() -> None:
     s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(a.source))
     s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, bytes([0x94, 4, 0, 0]))  # Router Alert
     s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    if a.group:
+        sources = [x for x in a.sources.split(",") if x]
+        s.sendto(query(3, a.max_resp_ds, a.group, sources), (a.group, 0))
+        return
     msg = query(a.version, a.max_resp_ds)
     while True:
         s.sendto(msg, ("224.0.0.1", 0))
