@@ -21,4 +21,10 @@ uint64_t LogHistogram::Percentile(double p) const noexcept {
   return max_;
 }
 
+uint64_t LogHistogram::CountBelow(uint64_t v) const noexcept {
+  uint64_t n = 0;
+  for (size_t b = 0; b < kBuckets && BucketUpper(b) < v; ++b) n += counts_[b];
+  return n;
+}
+
 }  // namespace mcr::gen

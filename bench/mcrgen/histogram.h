@@ -34,6 +34,10 @@ class LogHistogram {
   /// p=100 is exactly the maximum. 0 when empty.
   uint64_t Percentile(double p) const noexcept;
 
+  /// Values recorded in buckets that lie wholly below `v`: every value < v, except those that
+  /// share a bucket with v (at most 1/32 below it). Not the hot path: walks the buckets.
+  uint64_t CountBelow(uint64_t v) const noexcept;
+
   uint64_t count() const { return count_; }
   uint64_t min() const { return count_ == 0 ? 0 : min_; }
   uint64_t max() const { return max_; }

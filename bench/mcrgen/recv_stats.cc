@@ -21,6 +21,24 @@ nlohmann::json LatencyJson(const LogHistogram& h) {
           {"mean", h.mean() / 1e3}};
 }
 
+// Spacing of arrivals. A paced stream relayed as it came has gaps near its mean gap; one sent
+// on in bursts has most gaps near zero and a few as long as the bursts' interval. "bunched" is
+// the share of gaps shorter than a quarter of the mean gap (to the histogram's 1/32 resolution).
+nlohmann::json GapJson(const LogHistogram& h) {
+  if (h.count() == 0) return nullptr;
+  const auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1e3; };
+  const auto quarter_mean = static_cast<uint64_t>(h.mean() / 4);
+  return {{"min", us(h.min())},
+          {"p10", us(h.Percentile(10))},
+          {"p50", us(h.Percentile(50))},
+          {"p90", us(h.Percentile(90))},
+          {"p99", us(h.Percentile(99))},
+          {"max", us(h.max())},
+          {"mean", h.mean() / 1e3},
+          {"bunched",
+           static_cast<double>(h.CountBelow(quarter_mean)) / static_cast<double>(h.count())}};
+}
+
 }  // namespace
 
 RecvStats::RecvStats(uint32_t streams, uint64_t window) : window_(window) {
@@ -77,6 +95,9 @@ void RecvStats::OnDatagram(const uint8_t* data, size_t len, const RxMeta& meta) 
   }
   s->latency_ns.Record(static_cast<uint64_t>(latency));
   latency_ns_.Record(static_cast<uint64_t>(latency));
+  if (s->last_rx_ns >= 0 && meta.realtime_ns >= s->last_rx_ns)
+    gap_ns_.Record(static_cast<uint64_t>(meta.realtime_ns - s->last_rx_ns));
+  s->last_rx_ns = meta.realtime_ns;
 }
 
 uint64_t RecvStats::Lost() const {
@@ -159,6 +180,7 @@ nlohmann::json RecvStats::ToJson() const {
           {"mbps", elapsed_s > 0 ? static_cast<double>(bytes_) * 8 / elapsed_s / 1e6 : 0.0},
           {"latency_us", LatencyJson(latency_ns_)},
           {"negative_latency", negative_latency_},
+          {"gap_us", GapJson(gap_ns_)},
           {"ttl", ttl},
           {"dscp", dscp},
           {"ecn", ecn},
@@ -184,6 +206,13 @@ std::string RecvStats::ToText() const {
     const auto& l = j["latency_us"];
     absl::StrAppendFormat(&out, "latency us: p50 %.1f, p99 %.1f, max %.1f\n",
                           l["p50"].get<double>(), l["p99"].get<double>(), l["max"].get<double>());
+  }
+  if (gap_ns_.count() != 0) {
+    const auto& g = j["gap_us"];
+    absl::StrAppendFormat(&out,
+                          "gaps us: p10 %.1f, p50 %.1f, p90 %.1f, mean %.1f; %.1f%% bunched\n",
+                          g["p10"].get<double>(), g["p50"].get<double>(), g["p90"].get<double>(),
+                          g["mean"].get<double>(), 100 * g["bunched"].get<double>());
   }
   if (ttl_max_ >= 0) {
     std::vector<int> d;

@@ -6,7 +6,9 @@
 // Accounting of everything `mcrgen recv` reports: per datagram validation (payload.h), per stream
 // sequence accounting (SeqTracker) and latency (LogHistogram), and what the IP header showed
 // (TTL, DSCP, ECN). Latency = receive time - send timestamp, both CLOCK_REALTIME, so it includes
-// time spent queued in the socket buffer: what an application would see.
+// time spent queued in the socket buffer: what an application would see. Spacing: the gaps
+// between the receive times of consecutive datagrams of a stream (one histogram over all
+// streams), which shows whether a relay kept a paced stream's spacing or sends it in bursts.
 //
 // Owned by the Receiver (or a test); one thread.
 
@@ -60,13 +62,15 @@ class RecvStats {
     explicit Stream(uint64_t window) : seq(window) {}
     SeqTracker seq;
     LogHistogram latency_ns;
-    uint64_t valid = 0;  // valid datagrams, including duplicates and late ones
+    uint64_t valid = 0;       // valid datagrams, including duplicates and late ones
+    int64_t last_rx_ns = -1;  // receive time (realtime) of the stream's previous datagram
   };
   Stream* StreamFor(uint32_t id) noexcept;
 
   const uint64_t window_;
   std::vector<std::unique_ptr<Stream>> streams_;  // index = stream id; null until seen
   LogHistogram latency_ns_;                       // all streams
+  LogHistogram gap_ns_;                           // spacing within each stream, all streams
   uint64_t received_ = 0;
   uint64_t bytes_ = 0;
   uint64_t valid_ = 0;

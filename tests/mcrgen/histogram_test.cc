@@ -68,5 +68,16 @@ TEST(LogHistogramTest, OutlierOnlyShowsInTheTail) {
   EXPECT_EQ(h.max(), 5'000'000u);
 }
 
+TEST(LogHistogramTest, CountBelowCountsWholeBucketsUnderTheValue) {
+  LogHistogram h;
+  for (uint64_t v : {5u, 31u, 100u, 1000u, 1000u, 50'000u}) h.Record(v);
+  EXPECT_EQ(h.CountBelow(0), 0u);
+  EXPECT_EQ(h.CountBelow(6), 1u);     // 5 (values under 32 are exact)
+  EXPECT_EQ(h.CountBelow(32), 2u);    // 5, 31
+  EXPECT_EQ(h.CountBelow(2000), 5u);  // and 100, 1000 twice
+  EXPECT_EQ(h.CountBelow(1001), 3u);  // 1000 is in 992..1007, not wholly below 1001
+  EXPECT_EQ(h.CountBelow(~uint64_t{0}), 6u);
+}
+
 }  // namespace
 }  // namespace mcr::gen

@@ -126,6 +126,55 @@ TEST_F(RecvStatsTest, LatencyPercentilesInMicroseconds) {
   EXPECT_TRUE(j["streams"][1]["latency_us"].is_null());  // allocated, nothing received
 }
 
+// Arrivals at the given receive times (realtime ns) on stream 0, and on stream 1 interleaved
+// with them when `both`: gaps are taken within a stream.
+void DeliverAt(RecvStats& stats, const std::vector<int64_t>& times, bool both = false) {
+  std::vector<uint8_t> buf(300);
+  uint64_t seq = 0;
+  for (const int64_t t : times) {
+    for (uint32_t stream = 0; stream < (both ? 2u : 1u); ++stream) {
+      EncodeDatagram({stream, seq, kSendTime}, false, buf.data(), buf.size());
+      RxMeta m;
+      m.realtime_ns = kSendTime + t + stream * 3;  // the other stream 3 ns later
+      m.monotonic_ns = t;
+      stats.OnDatagram(buf.data(), buf.size(), m);
+    }
+    ++seq;
+  }
+}
+
+TEST(RecvStatsSpacing, PacedArrivalsKeepTheirGaps) {
+  RecvStats stats(2, 1024);
+  std::vector<int64_t> times;
+  for (int i = 0; i <= 100; ++i) times.push_back(i * 10'000);  // every 10 us
+  DeliverAt(stats, times, /*both=*/true);
+  const nlohmann::json g = stats.ToJson()["gap_us"];
+  // 2 x 100 gaps of 10 us: within a stream, not the 3 ns between the two streams.
+  EXPECT_NEAR(g["p10"].get<double>(), 10, 10 / 32.0);
+  EXPECT_NEAR(g["p50"].get<double>(), 10, 10 / 32.0);
+  EXPECT_NEAR(g["mean"].get<double>(), 10, 1e-9);
+  EXPECT_DOUBLE_EQ(g["bunched"].get<double>(), 0);
+}
+
+TEST(RecvStatsSpacing, BurstsAreBunched) {
+  RecvStats stats(1, 1024);
+  std::vector<int64_t> times;  // 10 bursts 1 ms apart, each 10 datagrams 200 ns apart
+  for (int b = 0; b < 10; ++b)
+    for (int k = 0; k < 10; ++k) times.push_back(b * 1'000'000 + k * 200);
+  DeliverAt(stats, times);
+  const nlohmann::json g = stats.ToJson()["gap_us"];
+  EXPECT_NEAR(g["p50"].get<double>(), 0.2, 0.2 / 32.0);
+  EXPECT_NEAR(g["max"].get<double>(), 998.2, 1e-9);
+  EXPECT_NEAR(g["bunched"].get<double>(), 90.0 / 99.0, 1e-9);  // 90 of the 99 gaps
+}
+
+TEST(RecvStatsSpacing, NoGapsFromOneDatagramOrNone) {
+  RecvStats stats(1, 1024);
+  EXPECT_TRUE(stats.ToJson()["gap_us"].is_null());
+  DeliverAt(stats, {5});
+  EXPECT_TRUE(stats.ToJson()["gap_us"].is_null());
+}
+
 TEST_F(RecvStatsTest, RtpAndUnexpectedStreams) {
   Deliver(0, 0, 1000, /*rtp=*/true);
   Deliver(7, 0);            // not configured, still tracked
