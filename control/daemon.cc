@@ -134,7 +134,8 @@ int RunDaemon(const DaemonOptions& options) {
     const std::string listen =
         absl::StrFormat("%s:%d", options.metrics.address, options.metrics.port);
     auto started = metrics::MetricsServer::Start(
-        listen, [&sink] { return sink->Snapshot(); }, MCR_VERSION);
+        listen, [&sink] { return sink->Snapshot(); }, MCR_VERSION,
+        [&sink] { return sink->IgmpStats(); });
     if (!started.ok()) {
       return refuse(absl::Status(
           started.status().code(),

@@ -1,6 +1,6 @@
 #pragma once
 // The daemon's RuleSink: the engine plus the host's group memberships. Control thread only,
-// except Snapshot.
+// except Snapshot and IgmpStats.
 
 #include <memory>
 #include <string>
@@ -32,6 +32,8 @@ class EngineSink final : public RuleSink {
   static constexpr std::chrono::seconds kRetryInterval{5};
   engine::EngineStats Snapshot() const override;
   std::vector<MembershipInfo> Memberships() const override;
+  /// Any thread (the metrics server's): the IGMP that link-layer memberships speak.
+  std::vector<metrics::IgmpInterfaceStats> IgmpStats() const { return memberships_->IgmpStats(); }
 
  private:
   // Declared before engine_: memberships are left (sockets closed) after the shards stopped.

@@ -90,9 +90,11 @@ absl::StatusOr<std::unique_ptr<IgmpHost>> IgmpHost::Create(EventLoop& loop, Logg
   const int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (fd < 0) return absl::InternalError(Errno("IGMP timer: timerfd_create"));
   std::unique_ptr<IgmpHost> host(new IgmpHost(loop, log, options, fd));
-  if (auto s = loop.Add(fd, EPOLLIN, [h = host.get()](uint32_t) { h->OnTimer(); }); !s.ok()) {
-    return s;
-  }
+  auto on_timer = [h = host.get()](uint32_t) {
+    h->OnTimer();
+    h->Publish();
+  };
+  if (auto s = loop.Add(fd, EPOLLIN, on_timer); !s.ok()) return s;
   return host;
 }
 
@@ -160,7 +162,10 @@ absl::Status IgmpHost::Open(Interface& itf) {
       setsockopt(snd, IPPROTO_IP, IP_MULTICAST_IF, &mr, sizeof mr) != 0) {
     return absl::UnavailableError(Errno("raw IGMP socket options"));
   }
-  return loop_.Add(cap, EPOLLIN, [this, name = itf.name](uint32_t) { OnReadable(name); });
+  return loop_.Add(cap, EPOLLIN, [this, name = itf.name](uint32_t) {
+    OnReadable(name);
+    Publish();
+  });
 }
 
 void IgmpHost::Close(Interface& itf) {
@@ -314,6 +319,7 @@ absl::Status IgmpHost::Sync(const std::vector<engine::RuleSpec>& rules,
     if (changed) SendChanges(itf, now);
   }
   Rearm();
+  Publish();
   if (failures.empty()) return absl::OkStatus();
   std::string msg = absl::StrFormat("%d link-layer membership(s) failed", failures.size());
   for (size_t i = 0; i < failures.size() && i < 3; ++i) absl::StrAppend(&msg, "; ", failures[i]);
@@ -432,13 +438,13 @@ void IgmpHost::Send(Interface& itf, const std::vector<uint8_t>& msg, uint32_t ds
   to.sin_addr.s_addr = dst;
   if (sendto(itf.send_fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
       static_cast<ssize_t>(msg.size())) {
-    ++counters_.reports_sent;
+    ++itf.counters.reports_sent;
     return;
   }
   // Counted and logged; the next query or state change sends again.
-  if (counters_.send_errors++ % 100 == 0) {
+  if (itf.counters.send_errors++ % 100 == 0) {
     log_.Warning("IGMP report on %s to %s not sent: %s (%d so far)", itf.name, FormatIpv4(dst),
-                 std::strerror(errno), counters_.send_errors);
+                 std::strerror(errno), itf.counters.send_errors);
   }
 }
 
@@ -486,15 +492,16 @@ void IgmpHost::OnReadable(const std::string& name) {
     igmp::Query q;
     switch (igmp::ParseQuery(buf, static_cast<size_t>(n), &q)) {
       case igmp::ParseResult::kIsQuery:
-        ++counters_.queries;
+        ++itf.counters.queries;
         OnQuery(itf, q, NowNs());
         break;
       case igmp::ParseResult::kOtherMessage:  // another host's report or leave
       case igmp::ParseResult::kNotIgmp:
         break;
       default:
-        if (counters_.malformed++ % 100 == 0) {
-          log_.Debug("malformed IGMP packet on %s ignored (%d so far)", name, counters_.malformed);
+        if (itf.counters.malformed++ % 100 == 0) {
+          log_.Debug("malformed IGMP packet on %s ignored (%d so far)", name,
+                     itf.counters.malformed);
         }
         break;
     }
@@ -578,6 +585,40 @@ void IgmpHost::Rearm() {
     spec.it_value.tv_nsec = static_cast<long>(next % 1'000'000'000);
   }
   timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+void IgmpHost::Publish() {
+  std::vector<Published> p;
+  p.reserve(interfaces_.size());
+  for (const auto& [name, itf] : interfaces_) {
+    Published& e = p.emplace_back();
+    e.stats.interface = name;
+    e.stats.groups = itf->groups.size();
+    e.stats.queries = itf->counters.queries;
+    e.stats.malformed = itf->counters.malformed;
+    e.stats.reports_sent = itf->counters.reports_sent;
+    e.stats.send_errors = itf->counters.send_errors;
+    e.v1_until_ns = itf->v1_until_ns;
+    e.v2_until_ns = itf->v2_until_ns;
+    e.forced = itf->forced;
+  }
+  std::lock_guard<std::mutex> lock(published_mu_);
+  published_ = std::move(p);
+}
+
+std::vector<metrics::IgmpInterfaceStats> IgmpHost::Stats() const {
+  const uint64_t now = NowNs();
+  std::lock_guard<std::mutex> lock(published_mu_);
+  std::vector<metrics::IgmpInterfaceStats> out;
+  out.reserve(published_.size());
+  for (const Published& e : published_) {
+    out.push_back(e.stats);
+    // As VersionOf, from the copies.
+    out.back().version = e.forced == 1 || e.v1_until_ns > now   ? 1
+                         : e.forced == 2 || e.v2_until_ns > now ? 2
+                                                                : 3;
+  }
+  return out;
 }
 
 std::vector<MembershipInfo> IgmpHost::Describe() const {

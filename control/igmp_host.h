@@ -29,11 +29,13 @@
 // 1 or 2 forces it, and a version 1 or 2 query heard on the interface switches to that version
 // for the Older Version Querier Present Timeout (260 s with the RFC's defaults).
 //
-// Control thread only; the sockets and a timer are watched by the daemon's EventLoop.
+// Control thread only, except Stats(); the sockets and a timer are watched by the daemon's
+// EventLoop.
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -47,6 +49,7 @@
 #include "control/log.h"
 #include "control/membership.h"
 #include "engine/rule.h"
+#include "metrics/engine_metrics.h"
 
 namespace mcr::control {
 
@@ -59,7 +62,7 @@ class IgmpHost {
     uint32_t older_querier_timeout_ms = 260'000;
   };
   struct Counters {
-    uint64_t queries = 0;       // queries taken from the interfaces
+    uint64_t queries = 0;       // queries taken from the interface
     uint64_t malformed = 0;     // IGMP packets ignored: truncated, bad checksum, bad length
     uint64_t reports_sent = 0;  // IGMP messages sent (reports and leaves)
     uint64_t send_errors = 0;   // sends the kernel refused
@@ -77,7 +80,9 @@ class IgmpHost {
   /// Same contract as GroupMemberships::Sync.
   absl::Status Sync(const std::vector<engine::RuleSpec>& rules, const std::vector<int>& deleted);
   std::vector<MembershipInfo> Describe() const;
-  Counters counters() const { return counters_; }
+  /// Any thread (the metrics server's): per interface, the version mcrd reports in, its groups
+  /// and its counters, as of the host's last event (a Sync, an IGMP packet, a timer).
+  std::vector<metrics::IgmpInterfaceStats> Stats() const;
 
  private:
   // What the rules want of one group on one interface.
@@ -109,6 +114,14 @@ class IgmpHost {
     size_t max_report = 1400;     // bytes of IGMP per report: 1400, less on a small MTU
     int forced = 0;               // force_igmp_version in effect (1, 2), or 0
     uint64_t forced_read_ns = 0;  // when it was last read
+    Counters counters;            // kept while a rule reads the interface, across re-creation
+  };
+  // What Stats() reads: a copy made on the control thread after each event. The version is
+  // worked out when it is read, from the timers, so that it falls back to 3 on time.
+  struct Published {
+    metrics::IgmpInterfaceStats stats;
+    uint64_t v1_until_ns = 0, v2_until_ns = 0;
+    int forced = 0;
   };
 
   IgmpHost(EventLoop& loop, Logger& log, Options options, int timer_fd);
@@ -132,6 +145,8 @@ class IgmpHost {
   void Send(Interface& itf, const std::vector<uint8_t>& msg, uint32_t dst);
   uint64_t RandomDelay(uint64_t max_ns);
   void Rearm();
+  // Control thread, at the end of every event: copies what Stats() reports.
+  void Publish();
 
   EventLoop& loop_;
   Logger& log_;
@@ -139,7 +154,8 @@ class IgmpHost {
   int timer_fd_;
   std::mt19937_64 rng_;
   std::vector<uint8_t> rx_buf_ = std::vector<uint8_t>(65536);  // a whole IPv4 packet
-  Counters counters_;
+  mutable std::mutex published_mu_;
+  std::vector<Published> published_;  // guarded by published_mu_
   // interface → group → want, as of the last Sync (Describe's source).
   std::map<std::string, std::map<uint32_t, Want>> want_;
   std::map<std::string, std::unique_ptr<Interface>> interfaces_;
@@ -153,6 +169,7 @@ class LinkMemberships final : public GroupMemberships {
   absl::Status Sync(const std::vector<engine::RuleSpec>& rules,
                     const std::vector<int>& deleted) override;
   std::vector<MembershipInfo> Describe() const override;
+  std::vector<metrics::IgmpInterfaceStats> IgmpStats() const override { return host_->Stats(); }
 
  private:
   std::unique_ptr<IgmpHost> host_;

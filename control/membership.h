@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "engine/rule.h"
+#include "metrics/engine_metrics.h"
 
 namespace mcr::control {
 
@@ -67,6 +68,9 @@ class GroupMemberships {
                             const std::vector<int>& deleted) = 0;
   /// Every membership of the last Sync with its state, sorted by interface, group, source, port.
   virtual std::vector<MembershipInfo> Describe() const = 0;
+  /// Any thread: the IGMP mcrd speaks itself, per interface (link-layer memberships only; the
+  /// kernel's own IGMP is not counted here).
+  virtual std::vector<metrics::IgmpInterfaceStats> IgmpStats() const { return {}; }
 };
 
 /// Holds the memberships the rule set needs, in pools of never-bound UDP sockets per interface.

@@ -39,6 +39,12 @@ enum Family : size_t {
   kRules,
   kShards,
   kInterfaceUp,
+  kIgmpVersion,
+  kIgmpGroups,
+  kIgmpQueries,
+  kIgmpMalformed,
+  kIgmpReportsSent,
+  kIgmpSendErrors,
   kBuildInfo,
   kFamilyCount
 };
@@ -98,6 +104,22 @@ constexpr std::array<MetricInfo, kFamilyCount> kCatalog{{
     {"mcr_interface_up", kGauge, "interface",
      "1 if the interface exists and is administratively and operationally up, else 0; one "
      "series per interface a rule names."},
+    {"mcr_igmp_version", kGauge, "interface",
+     "--membership link: the IGMP version mcrd reports in on the interface (3; 2 or 1 after an "
+     "older querier was heard or under force_igmp_version)."},
+    {"mcr_igmp_groups", kGauge, "interface",
+     "--membership link: groups mcrd reports on the interface."},
+    {"mcr_igmp_queries_total", kCounter, "interface",
+     "--membership link: IGMP queries mcrd took from the interface (general, group-specific and "
+     "group-and-source-specific)."},
+    {"mcr_igmp_malformed_total", kCounter, "interface",
+     "--membership link: IGMP packets on the interface that mcrd ignored as malformed "
+     "(truncated, bad checksum, bad length)."},
+    {"mcr_igmp_reports_sent_total", kCounter, "interface",
+     "--membership link: IGMP messages mcrd sent on the interface (reports and leaves)."},
+    {"mcr_igmp_send_errors_total", kCounter, "interface",
+     "--membership link: IGMP messages mcrd could not send on the interface (the kernel "
+     "refused them; the log says why)."},
     {"mcr_build_info", kGauge, "version,kernel",
      "Always 1; the labels give the mcrd version and the running kernel release."},
 }};
@@ -136,7 +158,8 @@ BuildInfo CurrentBuildInfo(std::string version) {
 namespace internal {
 
 std::vector<prometheus::MetricFamily> BuildFamilies(const engine::EngineStats& stats,
-                                                    const BuildInfo& build) {
+                                                    const BuildInfo& build,
+                                                    const std::vector<IgmpInterfaceStats>& igmp) {
   std::vector<prometheus::MetricFamily> f(kFamilyCount);
   for (size_t i = 0; i < kFamilyCount; ++i) {
     f[i].name = kCatalog[i].name;
@@ -206,15 +229,25 @@ std::vector<prometheus::MetricFamily> BuildFamilies(const engine::EngineStats& s
   Add(f[kRules], {}, static_cast<double>(stats.rules.size()));
   Add(f[kShards], {}, static_cast<double>(stats.shards.size()));
   for (const auto& i : stats.interfaces) Add(f[kInterfaceUp], {{"interface", i.name}}, i.up);
+  for (const auto& g : igmp) {
+    const LabelRefs itf{{"interface", g.interface}};
+    Add(f[kIgmpVersion], itf, g.version);
+    Add(f[kIgmpGroups], itf, static_cast<double>(g.groups));
+    Add(f[kIgmpQueries], itf, static_cast<double>(g.queries));
+    Add(f[kIgmpMalformed], itf, static_cast<double>(g.malformed));
+    Add(f[kIgmpReportsSent], itf, static_cast<double>(g.reports_sent));
+    Add(f[kIgmpSendErrors], itf, static_cast<double>(g.send_errors));
+  }
   Add(f[kBuildInfo], {{"version", build.version}, {"kernel", build.kernel}}, 1);
   return f;
 }
 
 }  // namespace internal
 
-std::string RenderMetrics(const engine::EngineStats& stats, const BuildInfo& build) {
+std::string RenderMetrics(const engine::EngineStats& stats, const BuildInfo& build,
+                          const std::vector<IgmpInterfaceStats>& igmp) {
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, internal::BuildFamilies(stats, build));
+  prometheus::TextSerializer().Serialize(out, internal::BuildFamilies(stats, build, igmp));
   return std::move(out).str();
 }
 

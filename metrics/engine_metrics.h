@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/engine.h"
 
@@ -39,8 +40,30 @@ struct BuildInfo {
 /// BuildInfo of this process: `version` and uname(2)'s release ("unknown" if uname fails).
 BuildInfo CurrentBuildInfo(std::string version);
 
-/// `stats` in the Prometheus text exposition format 0.0.4: exactly what /metrics serves for that
-/// snapshot, minus the exposer's own families.
-std::string RenderMetrics(const engine::EngineStats& stats, const BuildInfo& build);
+/// The IGMP that mcrd speaks itself on one input interface (`mcrd --membership link`). The
+/// control plane owns the protocol and fills these in; the engine knows nothing of them.
+struct IgmpInterfaceStats {
+  /// Interface name.
+  std::string interface;
+  /// IGMP version mcrd reports in now: 3, or 2 or 1 after an older querier or under
+  /// force_igmp_version.
+  int version = 3;
+  /// Groups mcrd reports on the interface.
+  uint64_t groups = 0;
+  /// Queries taken from the interface (general, group-specific, group-and-source-specific).
+  uint64_t queries = 0;
+  /// IGMP packets ignored as malformed: truncated, bad checksum, bad length.
+  uint64_t malformed = 0;
+  /// IGMP messages mcrd sent: reports and leaves.
+  uint64_t reports_sent = 0;
+  /// Sends of those that the kernel refused.
+  uint64_t send_errors = 0;
+};
+
+/// `stats` (and the IGMP of link-layer memberships, one entry per interface) in the Prometheus
+/// text exposition format 0.0.4: exactly what /metrics serves for that snapshot, minus the
+/// exposer's own families.
+std::string RenderMetrics(const engine::EngineStats& stats, const BuildInfo& build,
+                          const std::vector<IgmpInterfaceStats>& igmp = {});
 
 }  // namespace mcr::metrics

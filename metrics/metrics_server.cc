@@ -78,12 +78,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen,
                                                                     StatsSource source,
-                                                                    std::string version) {
+                                                                    std::string version,
+                                                                    IgmpSource igmp) {
   absl::StatusOr<sockaddr_in> sa = ParseListen(listen);
   if (!sa.ok()) return sa.status();
   auto impl = std::make_unique<Impl>();
   impl->collector = std::make_shared<internal::EngineCollector>(
-      std::move(source), CurrentBuildInfo(std::move(version)));
+      std::move(source), CurrentBuildInfo(std::move(version)), std::move(igmp));
   // prometheus-cpp reports failures as exceptions; they stop here.
   try {
     impl->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
+#include "metrics/engine_metrics.h"
 
 namespace mcr::metrics {
 
@@ -22,6 +23,8 @@ class MetricsServer {
  public:
   /// Produces one snapshot per scrape; called from the HTTP threads, up to two at once.
   using StatsSource = std::function<engine::EngineStats()>;
+  /// The same for the IGMP of link-layer memberships (mcr_igmp_*), one entry per interface.
+  using IgmpSource = std::function<std::vector<IgmpInterfaceStats>()>;
 
   /// Listens on `listen`, "ADDR:PORT" with an IPv4 address and a port 0..65535 (0: any free
   /// port; see port()), and serves `engine`'s counters, labelled with `version` in
@@ -30,10 +33,12 @@ class MetricsServer {
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
                                                               const engine::Engine& engine,
                                                               std::string version);
-  /// As above with any snapshot source (tests, benchmarks).
+  /// As above with any snapshot source (the daemon, tests, benchmarks), and optionally an IGMP
+  /// source; without one the mcr_igmp_* families have no series.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
                                                               StatsSource source,
-                                                              std::string version);
+                                                              std::string version,
+                                                              IgmpSource igmp = nullptr);
   /// Stops listening and joins the HTTP threads; no scrape runs after it returns. Can take up to
   /// about 2 s: civetweb's accept loop sees the stop request only at its next poll timeout.
   ~MetricsServer();

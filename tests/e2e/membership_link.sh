@@ -13,6 +13,7 @@
 #     mcrd wants;
 #   - a version 2 querier switches mcrd to version 2 reports;
 #   - a malformed query is counted and ignored;
+#   - /metrics exports what mcrd's IGMP did (mcr_igmp_*), and nothing of the kind by default;
 #   - a killed mcrd's memberships expire at the switch.
 #
 #   snd (veth0 10.10.1.1, querier) -- [sw: br0, ports p_snd, p_rly] -- (in0 10.10.1.2) rly
@@ -63,11 +64,20 @@ ctl() { rig_exec rly "$MCR_BIN/mcrctl" --socket-path "$SOCK" "$@"; }
 start_mcrd() {  # start_mcrd MODE
   rm -f "$SOCK"
   rig_bg rly "mcrd.$1" "$MCR_BIN/mcrd" supervisor --cpus 0 --control-socket-path "$SOCK" \
-    --state-file off --metrics-listen off --log-level debug --membership "$1"
+    --state-file off --metrics-listen 127.0.0.1:9464 --log-level debug --membership "$1"
   MCRD=$RIG_LAST_PID
   rig_wait_file "$SOCK"
 }
 stop_mcrd() { kill "-${1:-TERM}" "$MCRD"; wait "$MCRD" 2>/dev/null || true; }
+# metric 'NAME{LABELS}': its value in a scrape of mcrd's /metrics (in the relay's namespace), or
+# nothing when there is no such series.
+metric() {
+  rig_exec rly python3 -c 'import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode()
+for line in text.splitlines():
+    if line.startswith(sys.argv[1] + " "):
+        print(int(float(line.split()[-1])))' "$1"
+}
 # in_mdb GROUP: the bridge lists GROUP on the relay's port.
 in_mdb() { bridge -n "$SW" -j mdb show | jq -e --arg g "$1" \
   '[.[].mdb[]? | select(.port == "p_rly" and .grp == $g)] | length > 0' >/dev/null; }
@@ -121,6 +131,9 @@ read -r got _ <<<"$(relay 239.1.1.1 6000)"
 grew=$(( $(ignored_multi) - before ))
 [ "$grew" -ge $((N * 9 / 10)) ] || rig_fail "kernel mode: IgnoredMulti grew by $grew, not $N: the check cannot tell the modes apart"
 echo "ok: kernel mode relays $got, and the host's IP stack received and dropped $grew"
+[ "$(metric mcr_rules)" = 1 ] || rig_fail "kernel mode: no scrape of mcrd's /metrics"
+[ -z "$(metric 'mcr_igmp_queries_total{interface="in0"}')" ] \
+  || rig_fail "kernel mode exports mcr_igmp_* series: mcrd speaks no IGMP itself there"
 stop_mcrd
 wait_mdb 239.1.1.1 no 5 || rig_fail "kernel mode: the group stayed registered after mcrd stopped"
 # The kernel repeats its leave within the unsolicited report interval (1 s): a late copy would
@@ -261,6 +274,23 @@ wait_mdb 239.1.1.3 yes 3 || rig_fail "the version 2 report did not register 239.
 detail=$(ctl --json list | jq -r '.rules[] | select(.id == "v2") | .membership.detail')
 [[ "$detail" == *IGMPv2* ]] || rig_fail "membership detail under a version 2 querier: $detail"
 echo "ok: under a version 2 querier mcrd sends version 2 reports"
+
+# What it did, as Prometheus sees it.
+m() { metric "$1{interface=\"in0\"}"; }
+[ "$(m mcr_igmp_version)" = 2 ] || rig_fail "mcr_igmp_version is '$(m mcr_igmp_version)', not 2"
+[ "$(m mcr_igmp_groups)" = 3 ] || rig_fail "mcr_igmp_groups is '$(m mcr_igmp_groups)', not 3"
+[ "$(m mcr_igmp_queries_total)" -ge 10 ] \
+  || rig_fail "mcr_igmp_queries_total is '$(m mcr_igmp_queries_total)' after a querier asked every second"
+[ "$(m mcr_igmp_malformed_total)" -ge 1 ] || rig_fail "mcr_igmp_malformed_total did not count the bad query"
+[ "$(m mcr_igmp_reports_sent_total)" -ge 10 ] \
+  || rig_fail "mcr_igmp_reports_sent_total is '$(m mcr_igmp_reports_sent_total)'"
+[ "$(m mcr_igmp_send_errors_total)" = 0 ] || rig_fail "mcr_igmp_send_errors_total is '$(m mcr_igmp_send_errors_total)'"
+q1=$(m mcr_igmp_queries_total)
+sleep 2.5  # two or three queries, and no rule change
+q2=$(m mcr_igmp_queries_total)
+[ "$q2" -gt "$q1" ] || rig_fail "mcr_igmp_queries_total stayed at $q1 while the querier asked"
+echo "ok: mcr_igmp_* at /metrics: version 2, 3 groups, $(m mcr_igmp_queries_total) queries," \
+  "$(m mcr_igmp_malformed_total) malformed, $(m mcr_igmp_reports_sent_total) reports sent"
 
 stop_mcrd KILL
 # Each within a membership interval (6 s) of the last report; (S,G) ones may go sooner.

@@ -156,8 +156,28 @@ TEST(MetricCatalogTest, NamesAreUniqueWellFormedAndFollowConventions) {
     EXPECT_TRUE(names.contains(required)) << required;
 }
 
+// Link-layer memberships on two interfaces; in1 fell back to version 2.
+std::vector<IgmpInterfaceStats> SampleIgmp() {
+  IgmpInterfaceStats a;
+  a.interface = "in0";
+  a.version = 3;
+  a.groups = 2;
+  a.queries = 17;
+  a.malformed = 1;
+  a.reports_sent = 40;
+  a.send_errors = 0;
+  IgmpInterfaceStats b;
+  b.interface = "in1";
+  b.version = 2;
+  b.groups = 1;
+  b.queries = 3;
+  b.reports_sent = 5;
+  b.send_errors = 2;
+  return {a, b};
+}
+
 TEST(BuildFamiliesTest, FamiliesAndLabelNamesFollowTheCatalog) {
-  const auto families = internal::BuildFamilies(SampleStats(), kBuild);
+  const auto families = internal::BuildFamilies(SampleStats(), kBuild, SampleIgmp());
   const auto catalog = MetricCatalog();
   ASSERT_EQ(families.size(), catalog.size());
   for (size_t i = 0; i < catalog.size(); ++i) {
@@ -265,6 +285,31 @@ TEST(BuildFamiliesTest, InventoryGauges) {
   EXPECT_EQ(
       Value(Find(families, "mcr_build_info"), {{"version", "1.2.3"}, {"kernel", "6.18.0-test"}}),
       1);
+}
+
+TEST(BuildFamiliesTest, IgmpSeriesPerInterface) {
+  const auto families = internal::BuildFamilies(SampleStats(), kBuild, SampleIgmp());
+  const LabelPairs in0{{"interface", "in0"}}, in1{{"interface", "in1"}};
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_version"), in0), 3);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_version"), in1), 2);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_groups"), in0), 2);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_queries_total"), in0), 17);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_queries_total"), in1), 3);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_malformed_total"), in0), 1);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_malformed_total"), in1), 0);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_reports_sent_total"), in0), 40);
+  EXPECT_EQ(Value(Find(families, "mcr_igmp_send_errors_total"), in1), 2);
+  EXPECT_EQ(Find(families, "mcr_igmp_queries_total").metric.size(), 2u);
+}
+
+TEST(BuildFamiliesTest, NoIgmpSeriesWithoutLinkLayerMemberships) {
+  // The default membership: the kernel speaks IGMP, and mcrd has nothing of its own to count.
+  const auto families = internal::BuildFamilies(SampleStats(), kBuild);
+  for (const char* name :
+       {"mcr_igmp_version", "mcr_igmp_groups", "mcr_igmp_queries_total", "mcr_igmp_malformed_total",
+        "mcr_igmp_reports_sent_total", "mcr_igmp_send_errors_total"})
+    EXPECT_TRUE(Find(families, name).metric.empty()) << name;
+  EXPECT_EQ(families.size(), MetricCatalog().size());
 }
 
 TEST(BuildFamiliesTest, NoRulesStillDescribesEveryFamily) {
