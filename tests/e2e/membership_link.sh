@@ -11,7 +11,8 @@
 #   - a removed rule is left; a link that comes back up is reported again;
 #   - group-specific and group-and-source-specific queries are answered, naming only the sources
 #     mcrd wants;
-#   - a version 2 querier switches mcrd to version 2 reports;
+#   - force_igmp_version=2 gives version 2 reports and leaves; a version 2 querier switches mcrd
+#     to version 2 reports, a version 1 querier to version 1 reports and no leaves;
 #   - a malformed query is counted and ignored;
 #   - /metrics exports what mcrd's IGMP did (mcr_igmp_*), and nothing of the kind by default;
 #   - a killed mcrd's memberships expire at the switch.
@@ -259,9 +260,31 @@ detail=$(ctl --json list | jq -r '.rules[] | select(.id == "ssm") | .membership.
 in_mdb 239.1.1.2 || rig_fail "the malformed query disturbed the membership"
 echo "ok: a malformed query is counted and ignored"
 
+# net.ipv4.conf.in0.force_igmp_version=2 (read at most once a second): a new group is reported
+# with a version 2 report, and a removed one left with a version 2 leave to 224.0.0.2.
+rig_exec rly sysctl -qw net.ipv4.conf.in0.force_igmp_version=2
+sleep 1.2
+rig_bg rly forced_report tcpdump -Z root -ni in0 -c 1 'igmp and igmp[0] = 0x16 and igmp[4:4] = 0xef010106'
+dump=$RIG_LAST_PID
+sleep 0.5
+ctl add --name forced --input-interface in0 --input-group 239.1.1.6 --input-port 5000 \
+  --outputs 239.2.2.2:6005:out0 >/dev/null
+for _ in $(seq 30); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$dump" 2>/dev/null || rig_fail "force_igmp_version=2: no version 2 report for 239.1.1.6"
+rig_bg rly forced_leave tcpdump -Z root -ni in0 -c 1 \
+  'dst host 224.0.0.2 and igmp and igmp[0] = 0x17 and igmp[4:4] = 0xef010106'
+dump=$RIG_LAST_PID
+sleep 0.5
+ctl remove --name forced >/dev/null
+for _ in $(seq 30); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$dump" 2>/dev/null || rig_fail "force_igmp_version=2: no version 2 leave for 239.1.1.6"
+rig_exec rly sysctl -qw net.ipv4.conf.in0.force_igmp_version=0
+echo "ok: force_igmp_version=2 gives version 2 reports and leaves"
+
 # A version 2 querier: reports follow it.
 kill "$QPID"; wait "$QPID" 2>/dev/null || true
 rig_bg snd querier2 python3 "$QUERIER" --source 10.10.1.1 --version 2
+QPID=$RIG_LAST_PID
 sleep 1.5  # a query of the new version
 rig_bg rly v2dump tcpdump -Z root -ni in0 -c 1 'igmp and igmp[0] = 0x16 and igmp[4:4] = 0xef010103'
 dump=$RIG_LAST_PID
@@ -291,6 +314,33 @@ q2=$(m mcr_igmp_queries_total)
 [ "$q2" -gt "$q1" ] || rig_fail "mcr_igmp_queries_total stayed at $q1 while the querier asked"
 echo "ok: mcr_igmp_* at /metrics: version 2, 3 groups, $(m mcr_igmp_queries_total) queries," \
   "$(m mcr_igmp_malformed_total) malformed, $(m mcr_igmp_reports_sent_total) reports sent"
+
+# A version 1 querier: reports follow it, and a removed group is not left (version 1 has no
+# leave: the group times out at the querier).
+kill "$QPID"; wait "$QPID" 2>/dev/null || true
+rig_bg snd querier1 python3 "$QUERIER" --source 10.10.1.1 --version 1
+QPID=$RIG_LAST_PID
+sleep 1.5
+rig_bg rly v1dump tcpdump -Z root -ni in0 -c 1 'igmp and igmp[0] = 0x12 and igmp[4:4] = 0xef010105'
+dump=$RIG_LAST_PID
+sleep 0.5
+ctl add --name v1 --input-interface in0 --input-group 239.1.1.5 --input-port 5000 \
+  --outputs 239.2.2.2:6004:out0 >/dev/null
+for _ in $(seq 50); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$dump" 2>/dev/null || rig_fail "no IGMPv1 report for 239.1.1.5 under a version 1 querier"
+detail=$(ctl --json list | jq -r '.rules[] | select(.id == "v1") | .membership.detail')
+[[ "$detail" == *IGMPv1* ]] || rig_fail "membership detail under a version 1 querier: $detail"
+[ "$(m mcr_igmp_version)" = 1 ] || rig_fail "mcr_igmp_version is '$(m mcr_igmp_version)' under a version 1 querier"
+sleep 1.5  # past the state change's retransmission
+rig_bg rly v1leave tcpdump -Z root -ni in0 -c 1 \
+  'igmp and (igmp[0] = 0x17 or igmp[0] = 0x22) and (igmp[4:4] = 0xef010105 or igmp[12:4] = 0xef010105)'
+dump=$RIG_LAST_PID
+sleep 0.5
+ctl remove --name v1 >/dev/null
+sleep 1.5
+kill -0 "$dump" 2>/dev/null || rig_fail "mcrd sent a leave for 239.1.1.5 under a version 1 querier"
+kill "$dump"; wait "$dump" 2>/dev/null || true
+echo "ok: under a version 1 querier mcrd sends version 1 reports and no leave"
 
 stop_mcrd KILL
 # Each within a membership interval (6 s) of the last report; (S,G) ones may go sooner.

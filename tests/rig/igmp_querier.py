@@ -4,7 +4,7 @@ upstream router of a segment sends them. (A Linux bridge's own querier registers
 kernel but does not count as a querier for its forwarding: with an external one it forwards a
 registered group to a port that floods nothing else.) Runs until killed.
 
-  igmp_querier.py --source 10.10.1.1 [--version 2|3] [--interval 1] [--max-resp-ds 5]
+  igmp_querier.py --source 10.10.1.1 [--version 1|2|3] [--interval 1] [--max-resp-ds 5]
   igmp_querier.py --source 10.10.1.1 --bad-checksum --interface p_rly  # one malformed query
   igmp_querier.py --source 10.10.1.1 --group 239.1.1.4 [--sources 10.10.1.1,10.10.1.9]
       # one version 3 group-specific (or group-and-source-specific) query, sent to the group
@@ -27,7 +27,9 @@ def checksum(data: bytes) -> int:
 
 def query(version: int, max_resp_ds: int, group: str = "0.0.0.0", sources=()) -> bytes:
     g = socket.inet_aton(group)
-    if version == 2:
+    if version == 1:  # RFC 1112: no max response time (the code field is 0)
+        m = bytearray(struct.pack("!BBH4s", 0x11, 0, 0, g))
+    elif version == 2:
         m = bytearray(struct.pack("!BBH4s", 0x11, max_resp_ds, 0, g))
     else:  # version 3: S flag 0, QRV 2, QQIC 1 s (the interval is the caller's)
         m = bytearray(struct.pack("!BBH4sBBH", 0x11, max_resp_ds, 0, g, 2, 1, len(sources)))
@@ -54,7 +56,7 @@ def send_bad(a) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--source", required=True, help="this host's address on the segment")
-    ap.add_argument("--version", type=int, choices=(2, 3), default=3)
+    ap.add_argument("--version", type=int, choices=(1, 2, 3), default=3)
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--max-resp-ds", type=int, default=5, help="max response time, 1/10 s")
     ap.add_argument("--bad-checksum", action="store_true",
