@@ -335,10 +335,15 @@ void IgmpHost::RefreshForced(Interface& itf, uint64_t now) {
   itf.forced = (all == 1 || own == 1) ? 1 : (all == 2 || own == 2) ? 2 : 0;
 }
 
-igmp::Version IgmpHost::VersionOf(const Interface& itf, uint64_t now) const {
-  if (itf.forced == 1 || itf.v1_until_ns > now) return igmp::Version::kV1;
-  if (itf.forced == 2 || itf.v2_until_ns > now) return igmp::Version::kV2;
+igmp::Version IgmpHost::VersionFrom(int forced, uint64_t v1_until_ns, uint64_t v2_until_ns,
+                                    uint64_t now) {
+  if (forced == 1 || v1_until_ns > now) return igmp::Version::kV1;
+  if (forced == 2 || v2_until_ns > now) return igmp::Version::kV2;
   return igmp::Version::kV3;
+}
+
+igmp::Version IgmpHost::VersionOf(const Interface& itf, uint64_t now) const {
+  return VersionFrom(itf.forced, itf.v1_until_ns, itf.v2_until_ns, now);
 }
 
 uint64_t IgmpHost::RandomDelay(uint64_t max_ns) {
@@ -441,10 +446,18 @@ void IgmpHost::Send(Interface& itf, const std::vector<uint8_t>& msg, uint32_t ds
     ++itf.counters.reports_sent;
     return;
   }
+  // The link went down before the Sync that would see it: not an error of mcrd's (the Sync that
+  // sees it back up reports every group again).
+  const int err = errno;
+  if (!engine::LookupNetDev(itf.name).up) {
+    log_.Debug("IGMP report on %s to %s not sent: the link is down (%s)", itf.name, FormatIpv4(dst),
+               std::strerror(err));
+    return;
+  }
   // Counted and logged; the next query or state change sends again.
   if (itf.counters.send_errors++ % 100 == 0) {
     log_.Warning("IGMP report on %s to %s not sent: %s (%d so far)", itf.name, FormatIpv4(dst),
-                 std::strerror(errno), itf.counters.send_errors);
+                 std::strerror(err), itf.counters.send_errors);
   }
 }
 
@@ -543,6 +556,14 @@ void IgmpHost::OnTimer() {
   const uint64_t now = NowNs();
   for (auto& [name, itf] : interfaces_) {
     if (itf->send_fd < 0) continue;
+    if (!itf->up) {
+      // Down since the last Sync: the switch drops the port's memberships, and the Sync that
+      // sees the link back up reports every group again. Nothing pending is worth sending.
+      itf->changes.clear();
+      itf->change_due_ns = itf->general_due_ns = 0;
+      itf->group_due.clear();
+      continue;
+    }
     RefreshForced(*itf, now);
     if (itf->change_due_ns != 0 && itf->change_due_ns <= now) SendChanges(*itf, now);
     if (itf->general_due_ns != 0 && itf->general_due_ns <= now) {
@@ -613,10 +634,7 @@ std::vector<metrics::IgmpInterfaceStats> IgmpHost::Stats() const {
   out.reserve(published_.size());
   for (const Published& e : published_) {
     out.push_back(e.stats);
-    // As VersionOf, from the copies.
-    out.back().version = e.forced == 1 || e.v1_until_ns > now   ? 1
-                         : e.forced == 2 || e.v2_until_ns > now ? 2
-                                                                : 3;
+    out.back().version = static_cast<int>(VersionFrom(e.forced, e.v1_until_ns, e.v2_until_ns, now));
   }
   return out;
 }

@@ -49,7 +49,7 @@
 #include "control/log.h"
 #include "control/membership.h"
 #include "engine/rule.h"
-#include "metrics/engine_metrics.h"
+#include "metrics/igmp_stats.h"
 
 namespace mcr::control {
 
@@ -131,6 +131,8 @@ class IgmpHost {
   void LeaveAllAndClose(Interface& itf, uint64_t now);
   bool SetMac(Interface& itf, uint32_t group, bool add, std::string* error);
   void RefreshForced(Interface& itf, uint64_t now);
+  static igmp::Version VersionFrom(int forced, uint64_t v1_until_ns, uint64_t v2_until_ns,
+                                   uint64_t now);
   igmp::Version VersionOf(const Interface& itf, uint64_t now) const;
   void OnReadable(const std::string& name);
   void OnQuery(Interface& itf, const igmp::Query& q, uint64_t now);

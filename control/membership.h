@@ -12,7 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "engine/rule.h"
-#include "metrics/engine_metrics.h"
+#include "metrics/igmp_stats.h"
 
 namespace mcr::control {
 

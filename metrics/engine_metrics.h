@@ -1,5 +1,6 @@
 #pragma once
-// What mcrd exports to Prometheus, as a pure function of an engine counter snapshot. The catalog
+// What mcrd exports to Prometheus, as a pure function of an engine counter snapshot (and of the
+// IGMP host's counters, igmp_stats.h). The catalog
 // below is the single list of exported families: the collector builds exactly these, and the
 // dashboard and documentation tests check themselves against it. Everything here is stateless
 // and may be called from any thread.
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "metrics/igmp_stats.h"
 
 namespace mcr::metrics {
 
@@ -39,26 +41,6 @@ struct BuildInfo {
 
 /// BuildInfo of this process: `version` and uname(2)'s release ("unknown" if uname fails).
 BuildInfo CurrentBuildInfo(std::string version);
-
-/// The IGMP that mcrd speaks itself on one input interface (`mcrd --membership link`). The
-/// control plane owns the protocol and fills these in; the engine knows nothing of them.
-struct IgmpInterfaceStats {
-  /// Interface name.
-  std::string interface;
-  /// IGMP version mcrd reports in now: 3, or 2 or 1 after an older querier or under
-  /// force_igmp_version.
-  int version = 3;
-  /// Groups mcrd reports on the interface.
-  uint64_t groups = 0;
-  /// Queries taken from the interface (general, group-specific, group-and-source-specific).
-  uint64_t queries = 0;
-  /// IGMP packets ignored as malformed: truncated, bad checksum, bad length.
-  uint64_t malformed = 0;
-  /// IGMP messages mcrd sent: reports and leaves.
-  uint64_t reports_sent = 0;
-  /// Sends of those that the kernel refused.
-  uint64_t send_errors = 0;
-};
 
 /// `stats` (and the IGMP of link-layer memberships, one entry per interface) in the Prometheus
 /// text exposition format 0.0.4: exactly what /metrics serves for that snapshot, minus the

@@ -5,7 +5,7 @@
 # relay's send, so those times are when the relay sent each datagram. Three relays:
 #   kernel      the kernel's multicast forwarding (smcrouted, an (S,G) route): forwards each
 #               datagram in the sender's context as it comes; the reference
-#   mcrd-recv   mcrd --ingress recv: one datagram per receive completion
+#   mcrd-recv   mcrd --ingress recv: each pass sends on what arrived while the last one ran
 #   mcrd-ring   mcrd --ingress ring (the default): a ring block at a time (up to the block
 #               timeout, 1 ms), sent on as UDP GSO runs
 # Per case: gap p10 / p50 / p90 and mean, "bunched" (the share of gaps under a quarter of the
@@ -86,11 +86,16 @@ if command -v smcrouted >/dev/null; then
   rig_bg rly smcrouted taskset -c "$relay_cpu" smcrouted -n -N -f "$RIG_TMP/smcroute.conf" \
     -P "$RIG_TMP/smcroute.pid" -u "$RIG_TMP/smcroute.sock" -l notice
   smc=$RIG_LAST_PID
+  routed=0
   for _ in $(seq 100); do
-    rig_exec rly grep -qi 0101 /proc/net/ip_mr_cache 2>/dev/null && break
+    rig_exec rly grep -qi 0101 /proc/net/ip_mr_cache 2>/dev/null && { routed=1; break; }
     sleep 0.05
   done
-  run kernel 239.1.1.1 5000
+  if [ "$routed" = 1 ]; then
+    run kernel 239.1.1.1 5000
+  else
+    echo "kernel     skipped: smcrouted installed no route: $(tail -n 2 "$RIG_TMP/smcrouted.log")" >&2
+  fi
   kill "$smc"; wait "$smc" 2>/dev/null || true
 else
   echo "kernel     skipped: no smcrouted" >&2

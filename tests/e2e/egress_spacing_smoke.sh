@@ -17,7 +17,11 @@ cat "$log" >&2
 [ "$rc" -ne 77 ] || { echo "SKIP: egress_spacing.sh cannot run here" >&2; exit 77; }
 [ "$rc" -eq 0 ] || { echo "FAIL: egress_spacing.sh exited with $rc" >&2; exit 1; }
 cases=(mcrd-recv mcrd-ring)
-command -v smcrouted >/dev/null && cases=(kernel "${cases[@]}")
+# The kernel reference runs when smcrouted is there and installs its route; else the harness
+# says it skipped it.
+if command -v smcrouted >/dev/null && ! grep -q '^kernel  *skipped' "$log"; then
+  cases=(kernel "${cases[@]}")
+fi
 num='[0-9]+\.[0-9]'
 for c in "${cases[@]}"; do
   grep -qE "^$c +2k pps +got +2000/2000 +gap us p10 +$num p50 +$num p90 +$num mean +$num +bunched +$num%" "$log" ||
