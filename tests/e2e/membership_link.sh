@@ -89,6 +89,17 @@ start_dump() {
   for _ in $(seq 50); do grep -q "listening on" "$RIG_TMP/$1.log" 2>/dev/null && return 0; sleep 0.1; done
   rig_fail "tcpdump $1 did not start: $(cat "$RIG_TMP/$1.log")"
 }
+# dump_seen SECONDS: true once the tcpdump of start_dump has caught its packet, false if it has
+# not within SECONDS (it is then stopped).
+dump_seen() {
+  local i
+  for ((i = 0; i < $1 * 10; i++)); do
+    kill -0 "$DUMP" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill "$DUMP" 2>/dev/null; wait "$DUMP" 2>/dev/null || true
+  return 1
+}
 # in_mdb GROUP: the bridge lists GROUP on the relay's port.
 in_mdb() { bridge -n "$SW" -j mdb show | jq -e --arg g "$1" \
   '[.[].mdb[]? | select(.port == "p_rly" and .grp == $g)] | length > 0' >/dev/null; }
@@ -201,11 +212,9 @@ QPID=$RIG_LAST_PID
 
 start_dump leave \
   'igmp and igmp[0] = 0x22 and igmp[8] = 3 and igmp[10:2] = 0 and igmp[12:4] = 0xef010101'
-dump=$DUMP
 ctl remove --name cam >/dev/null
 wait_mdb 239.1.1.1 no 2 || rig_fail "239.1.1.1 still registered 2 s after its rule was removed"
-for _ in $(seq 20); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$dump" 2>/dev/null || rig_fail "mcrd sent no TO_IN({}) for 239.1.1.1"
+dump_seen 2 || rig_fail "mcrd sent no TO_IN({}) for 239.1.1.1"
 in_mdb 239.1.1.2 || rig_fail "removing cam also left 239.1.1.2"
 ! maddr 01:00:5e:01:01:01 || rig_fail "01:00:5e:01:01:01 is still on in0 after its rule went"
 echo "ok: removing the rule leaves the group (TO_IN({}) sent, MAC address dropped)"
@@ -234,16 +243,12 @@ sleep 1.5  # past mcrd's state-change retransmissions
 # matched FILTER within SECONDS, false if none did. Either way mcrd must have taken the query
 # (mcr_igmp_queries_total), so that "no answer" means mcrd chose not to answer.
 query_answer() {
-  local name=$1 secs=$2 filter=$3 q0 i answered=1
+  local name=$1 secs=$2 filter=$3 q0 answered=1
   shift 3
   q0=$(m mcr_igmp_queries_total)
   start_dump "$name" "igmp and igmp[0] = 0x22 and $filter"
   rig_exec snd python3 "$QUERIER" --source 10.10.1.1 "$@" || rig_fail "$name: the query was not sent"
-  for ((i = 0; i < secs * 10; i++)); do
-    kill -0 "$DUMP" 2>/dev/null || { answered=0; break; }
-    sleep 0.1
-  done
-  if [ "$answered" = 1 ]; then kill "$DUMP" 2>/dev/null; wait "$DUMP" 2>/dev/null || true; fi
+  dump_seen "$secs" && answered=0
   [ "$(m mcr_igmp_queries_total)" -gt "$q0" ] || rig_fail "$name: mcrd never took the query"
   return "$answered"
 }
@@ -281,17 +286,13 @@ echo "ok: a malformed query is counted and ignored"
 rig_exec rly sysctl -qw net.ipv4.conf.in0.force_igmp_version=2
 sleep 1.2
 start_dump forced_report 'igmp and igmp[0] = 0x16 and igmp[4:4] = 0xef010106'
-dump=$DUMP
 ctl add --name forced --input-interface in0 --input-group 239.1.1.6 --input-port 5000 \
   --outputs 239.2.2.2:6005:out0 >/dev/null
-for _ in $(seq 30); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$dump" 2>/dev/null || rig_fail "force_igmp_version=2: no version 2 report for 239.1.1.6"
+dump_seen 3 || rig_fail "force_igmp_version=2: no version 2 report for 239.1.1.6"
 start_dump forced_leave \
   'dst host 224.0.0.2 and igmp and igmp[0] = 0x17 and igmp[4:4] = 0xef010106'
-dump=$DUMP
 ctl remove --name forced >/dev/null
-for _ in $(seq 30); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$dump" 2>/dev/null || rig_fail "force_igmp_version=2: no version 2 leave for 239.1.1.6"
+dump_seen 3 || rig_fail "force_igmp_version=2: no version 2 leave for 239.1.1.6"
 rig_exec rly sysctl -qw net.ipv4.conf.in0.force_igmp_version=0
 echo "ok: force_igmp_version=2 gives version 2 reports and leaves"
 
@@ -301,11 +302,9 @@ rig_bg snd querier2 python3 "$QUERIER" --source 10.10.1.1 --version 2
 QPID=$RIG_LAST_PID
 sleep 1.5  # a query of the new version
 start_dump v2dump 'igmp and igmp[0] = 0x16 and igmp[4:4] = 0xef010103'
-dump=$DUMP
 ctl add --name v2 --input-interface in0 --input-group 239.1.1.3 --input-port 5000 \
   --outputs 239.2.2.2:6002:out0 >/dev/null
-for _ in $(seq 50); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$dump" 2>/dev/null || rig_fail "no IGMPv2 report for 239.1.1.3 under a version 2 querier"
+dump_seen 5 || rig_fail "no IGMPv2 report for 239.1.1.3 under a version 2 querier"
 wait_mdb 239.1.1.3 yes 3 || rig_fail "the version 2 report did not register 239.1.1.3"
 detail=$(ctl --json list | jq -r '.rules[] | select(.id == "v2") | .membership.detail')
 [[ "$detail" == *IGMPv2* ]] || rig_fail "membership detail under a version 2 querier: $detail"
@@ -334,11 +333,9 @@ rig_bg snd querier1 python3 "$QUERIER" --source 10.10.1.1 --version 1
 QPID=$RIG_LAST_PID
 sleep 1.5
 start_dump v1dump 'igmp and igmp[0] = 0x12 and igmp[4:4] = 0xef010105'
-dump=$DUMP
 ctl add --name v1 --input-interface in0 --input-group 239.1.1.5 --input-port 5000 \
   --outputs 239.2.2.2:6004:out0 >/dev/null
-for _ in $(seq 50); do kill -0 "$dump" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$dump" 2>/dev/null || rig_fail "no IGMPv1 report for 239.1.1.5 under a version 1 querier"
+dump_seen 5 || rig_fail "no IGMPv1 report for 239.1.1.5 under a version 1 querier"
 detail=$(ctl --json list | jq -r '.rules[] | select(.id == "v1") | .membership.detail')
 [[ "$detail" == *IGMPv1* ]] || rig_fail "membership detail under a version 1 querier: $detail"
 [ "$(m mcr_igmp_version)" = 1 ] || rig_fail "mcr_igmp_version is '$(m mcr_igmp_version)' under a version 1 querier"
@@ -346,11 +343,8 @@ detail=$(ctl --json list | jq -r '.rules[] | select(.id == "v1") | .membership.d
 # report, which the filter below does not match.)
 start_dump v1leave \
   'igmp and (igmp[0] = 0x17 or igmp[0] = 0x22) and (igmp[4:4] = 0xef010105 or igmp[12:4] = 0xef010105)'
-dump=$DUMP
 ctl remove --name v1 >/dev/null
-sleep 1.5
-kill -0 "$dump" 2>/dev/null || rig_fail "mcrd sent a leave for 239.1.1.5 under a version 1 querier"
-kill "$dump"; wait "$dump" 2>/dev/null || true
+! dump_seen 2 || rig_fail "mcrd sent a leave for 239.1.1.5 under a version 1 querier"
 echo "ok: under a version 1 querier mcrd sends version 1 reports and no leave"
 
 stop_mcrd KILL
