@@ -119,7 +119,7 @@ constexpr std::array<MetricInfo, kFamilyCount> kCatalog{{
      "--membership link: IGMP messages mcrd sent on the interface (reports and leaves)."},
     {"mcr_igmp_send_errors_total", kCounter, "interface",
      "--membership link: IGMP messages mcrd could not send on the interface (the kernel "
-     "refused them; the log says why)."},
+     "refused them; the log says why), not counting those while the link was down."},
     {"mcr_build_info", kGauge, "version,kernel",
      "Always 1; the labels give the mcrd version and the running kernel release."},
 }};
