@@ -200,6 +200,8 @@ def shard_plot(runs: list, outdir: str) -> None:
         rows = [r for r in d.get("rows", []) if r.get("zero_loss_pps")]
         base = next((r["zero_loss_pps"] for r in rows if r["shards"] == 1), None)
         if not rows or not base:
+            print(f"plot.py: {d['_file']}: no zero-loss rate for 1 shard, so no speed-up: "
+                  "left out of shard_scaling.png", file=sys.stderr)
             continue
         n = max(n, max(r["shards"] for r in rows))
         p = d.get("placement", {})

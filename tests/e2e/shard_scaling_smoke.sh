@@ -30,7 +30,14 @@ assert len(flows) == 8 and len({(f["group"], f["port"]) for f in flows}) == 8, f
 print(f"PASS: 1 and 2 shards, {len(flows)} flows; full blast "
       + ", ".join(f"{n}: {r['blast_delivered_pps'] / 1e3:.0f}k pps" for n, r in rows.items()))
 PY
-if command -v gnuplot >/dev/null; then
+# The plot needs a zero-loss rate for 1 shard, which a slow build (TSan) may not reach even at
+# the search's lowest rate: then there is nothing to draw, and the plot is left to other builds.
+has_base=$(python3 -c 'import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+print(int(any(r["shards"] == 1 and r.get("zero_loss_pps") for r in rows)))' "$out/shard_scaling.json")
+if [ "$has_base" != 1 ]; then
+  echo "note: no zero-loss rate for 1 shard in this run (a slow build?): plot not checked"
+elif command -v gnuplot >/dev/null; then
   cp "$out/shard_scaling.json" "$out/second.json"
   mkdir "$out/plot"
   python3 "$src/bench/harness/plot.py" --shards "$out/shard_scaling.json" "$out/second.json" \
