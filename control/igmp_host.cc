@@ -112,12 +112,16 @@ IgmpHost::~IgmpHost() {
 }
 
 absl::Status IgmpHost::Open(Interface& itf) {
-  // IGMP only: untagged IPv4 packets (skb->protocol) whose protocol byte (offset 9 of a SOCK_DGRAM
-  // frame, which starts at the IP header, outgoing ones too) is IGMP. A frame whose VLAN tag the
-  // kernel moved to metadata belongs to a VLAN on top of this interface, not to it.
+  // IGMP only: the interface's own IPv4 packets (skb->protocol) whose protocol byte (offset 9 of a
+  // SOCK_DGRAM frame, which starts at the IP header, outgoing ones too) is IGMP. A frame whose
+  // VLAN tag the kernel moved to metadata belongs to a VLAN on top of this interface, not to it,
+  // unless the tag's VLAN ID is 0 (a priority tag): the same test as the capture's filter
+  // (engine/steering.cc).
   sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, uint32_t(SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 5),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, uint32_t(SKF_AD_OFF + SKF_AD_VLAN_TAG)),
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x0fff, 5, 0),
       BPF_STMT(BPF_LD | BPF_H | BPF_ABS, uint32_t(SKF_AD_OFF + SKF_AD_PROTOCOL)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 3),
       BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),

@@ -39,9 +39,10 @@ enum class ParseResult : uint8_t {
 /// Returns "unknown" for values out of range.
 const char* ParseResultName(ParseResult r) noexcept;
 
-/// In-band tags ParseFrame walks through (QinQ). On receive the kernel has already moved the
-/// outermost tag to metadata (skb_vlan_untag runs before AF_PACKET taps), so a QinQ frame shows
-/// one tag in-band; two leaves room for drivers that deliver tags in-band.
+/// In-band tags ParseFrame walks through. On receive the kernel has already moved the outermost
+/// tag to metadata (skb_vlan_untag runs before AF_PACKET taps), and the capture's socket filter
+/// drops frames of VLANs (steering.h), so the one in-band tag the relay meets is that of a VLAN
+/// interface with reorder_hdr off; two leave room for drivers that deliver tags in-band.
 inline constexpr int kMaxInbandVlanTags = 2;
 
 /// ParsedPacket::vlan when the frame carries no tag. Outside the 12-bit VID range so that VID 0

@@ -45,8 +45,6 @@ constexpr uint32_t kIpFragOff = 6;  // flags (3 bits) + fragment offset (13 bits
 constexpr uint32_t kIpProto = 9;
 constexpr uint32_t kIpDst = 16;
 constexpr uint32_t kUdpDport = 2;  // from the UDP header
-constexpr uint32_t kVlanHeaderLen = 4;
-constexpr uint32_t kVlanEncapProto = 2;  // inner EtherType within an in-band tag at the net header
 constexpr uint32_t kMoreFragmentsOrOffset = 0x3fff;
 
 // Classic BPF loads at SKF_NET_OFF + k read from skb_network_header + k, wherever skb->data is:
@@ -61,9 +59,6 @@ constexpr uint32_t Ancillary(uint32_t what) { return static_cast<uint32_t>(SKF_A
 enum Label : int {
   kFallThrough = -1,
   kIpv4,
-  kTagged,
-  kTaggedInner,
-  kHash,
   kMemberZero,
   kAccept,
   kDrop,
@@ -152,26 +147,15 @@ void EmitLoadUdpDestination(Assembler& a, uint32_t ip, Label other) {
 
 std::vector<sock_filter> BuildFanoutProgram() {
   // SKF_AD_PROTOCOL is skb->protocol: the kernel has already moved the outermost VLAN tag to
-  // metadata (skb_vlan_untag runs before packet taps), so it reads 0x0800 for single-tagged IPv4.
-  // After QinQ untagging it reads the inner TPID, with that tag in-band at the network header:
-  // handled here so that double-tagged flows are steered like untagged ones. Deeper stacks go to
+  // metadata (skb_vlan_untag runs before packet taps), so it reads 0x0800 for a priority-tagged
+  // IPv4 frame too. Anything else (a tag still in-band, which the socket filter drops) goes to
   // member 0.
   Assembler a;
   a.Stmt(BPF_LD | BPF_W | BPF_ABS, Ancillary(SKF_AD_PROTOCOL));
-  a.Jump(BPF_JEQ, ETH_P_IP, kIpv4, kFallThrough);
-  a.Jump(BPF_JEQ, ETH_P_8021Q, kTagged, kFallThrough);
-  a.Jump(BPF_JEQ, ETH_P_8021AD, kTagged, kMemberZero);
-
-  a.Bind(kIpv4);
-  EmitLoadUdpDestination(a, 0, kMemberZero);
-  a.Goto(kHash);
-
-  a.Bind(kTagged);
-  a.Stmt(BPF_LD | BPF_H | BPF_ABS, Net(kVlanEncapProto));
   a.Jump(BPF_JEQ, ETH_P_IP, kFallThrough, kMemberZero);
-  EmitLoadUdpDestination(a, kVlanHeaderLen, kMemberZero);
+  EmitLoadUdpDestination(a, 0, kMemberZero);
 
-  a.Bind(kHash);  // A = dst address, M[0] = dst port: A = Fmix32(Fmix32(A) + M[0]).
+  // A = dst address, M[0] = dst port: A = Fmix32(Fmix32(A) + M[0]).
   EmitFmix32(a);
   a.Stmt(BPF_LDX | BPF_W | BPF_MEM, 0);
   a.Stmt(BPF_ALU | BPF_ADD | BPF_X, 0);
@@ -187,39 +171,40 @@ std::vector<sock_filter> BuildSocketFilter() {
   // Trade-off: rejecting in the kernel costs a few instructions per frame and saves a copy into
   // the ring plus a wake-up for each ARP, IPv6, TCP... frame on a busy input link; but anything
   // the relay should *count* as malformed must reach userspace. So the filter decides only on
-  // fields it can read reliably (pkt_type, EtherType, IP protocol) and leaves every judgement
-  // about lengths, versions and fragments to ParseFrame. A frame too short to hold the protocol
-  // byte would otherwise end the program with "drop" (a failed load returns 0), so lengths are
-  // checked first and such frames accepted. `len` counts from the MAC header here (SOCK_RAW packet
-  // sockets push it back before filtering) and an Ethernet header is 14 bytes; on the SOCK_DGRAM
-  // sockets of interfaces without one it counts from the IP header, so IP packets of 10 to 23
-  // bytes are accepted unchecked — userspace counts them as truncated.
+  // fields it can read reliably (pkt_type, VLAN metadata, EtherType, IP protocol) and leaves every
+  // judgement about lengths, versions and fragments to ParseFrame. A frame too short to hold the
+  // protocol byte would otherwise end the program with "drop" (a failed load returns 0), so
+  // lengths are checked first and such frames accepted. `len` counts from the MAC header here
+  // (SOCK_RAW packet sockets push it back before filtering) and an Ethernet header is 14 bytes; on
+  // the SOCK_DGRAM sockets of interfaces without one it counts from the IP header, so IP packets
+  // of 10 to 23 bytes are accepted unchecked — userspace counts them as truncated.
+  //
+  // Only the interface's own frames, as its IP stack would take them: a packet tap on a trunk's
+  // parent also sees every VLAN's tagged frames (the outer tag already in metadata), which belong
+  // to the VLAN interfaces on top of it, or to nobody. Untagged and priority-tagged (VID 0)
+  // frames are the parent's. A tag still in-band after the kernel moved the outer one (QinQ)
+  // belongs to a VLAN interface too; so, here, does a priority tag outside another priority tag,
+  // which the kernel would hand to the parent (not worth instructions on every frame). A VLAN
+  // interface with reorder_hdr off puts its tag back in-band but leaves skb->protocol IPv4:
+  // accepted, and ParseFrame skips the tag.
   constexpr uint32_t kAcceptWholeFrame = 0xffffffff;  // snap length: no truncation
   constexpr uint32_t kEth = ETH_HLEN;
+  constexpr uint32_t kVlanId = 0x0fff;
   Assembler a;
   a.Stmt(BPF_LD | BPF_W | BPF_ABS, Ancillary(SKF_AD_PKTTYPE));
   a.Jump(BPF_JEQ, PACKET_OUTGOING, kDrop, kFallThrough);
-  a.Stmt(BPF_LD | BPF_W | BPF_ABS, Ancillary(SKF_AD_PROTOCOL));
-  a.Jump(BPF_JEQ, ETH_P_IP, kIpv4, kFallThrough);
-  a.Jump(BPF_JEQ, ETH_P_8021Q, kTagged, kFallThrough);
-  a.Jump(BPF_JEQ, ETH_P_8021AD, kTagged, kDrop);
+  a.Stmt(BPF_LD | BPF_W | BPF_ABS, Ancillary(SKF_AD_VLAN_TAG_PRESENT));
+  a.Jump(BPF_JEQ, 0, kIpv4, kFallThrough);
+  a.Stmt(BPF_LD | BPF_W | BPF_ABS, Ancillary(SKF_AD_VLAN_TAG));
+  a.Jump(BPF_JSET, kVlanId, kDrop, kFallThrough);
 
   a.Bind(kIpv4);
+  a.Stmt(BPF_LD | BPF_W | BPF_ABS, Ancillary(SKF_AD_PROTOCOL));
+  a.Jump(BPF_JEQ, ETH_P_IP, kFallThrough, kDrop);
   a.Stmt(BPF_LD | BPF_W | BPF_LEN, 0);
   a.Jump(BPF_JGE, kEth + kIpProto + 1, kFallThrough, kAccept);
   a.Stmt(BPF_LD | BPF_B | BPF_ABS, Net(kIpProto));
   a.Jump(BPF_JEQ, IPPROTO_UDP, kAccept, kDrop);
-
-  a.Bind(kTagged);  // one tag still in-band at the network header (see BuildFanoutProgram)
-  a.Stmt(BPF_LD | BPF_W | BPF_LEN, 0);
-  a.Jump(BPF_JGE, kEth + kVlanHeaderLen + kIpProto + 1, kFallThrough, kAccept);
-  a.Stmt(BPF_LD | BPF_H | BPF_ABS, Net(kVlanEncapProto));
-  a.Jump(BPF_JEQ, ETH_P_IP, kFallThrough, kTaggedInner);
-  a.Stmt(BPF_LD | BPF_B | BPF_ABS, Net(kVlanHeaderLen + kIpProto));
-  a.Jump(BPF_JEQ, IPPROTO_UDP, kAccept, kDrop);
-  a.Bind(kTaggedInner);  // yet another tag: userspace decides (too_many_vlan_tags or parse)
-  a.Jump(BPF_JEQ, ETH_P_8021Q, kAccept, kFallThrough);
-  a.Jump(BPF_JEQ, ETH_P_8021AD, kAccept, kDrop);
 
   a.Bind(kAccept);
   a.Stmt(BPF_RET | BPF_K, kAcceptWholeFrame);

@@ -37,17 +37,19 @@ inline uint32_t ShardFor(uint32_t dst_addr_net_order, uint16_t dst_port_host_ord
 }
 
 /// The PACKET_FANOUT_CBPF program (install with setsockopt PACKET_FANOUT_DATA, once per group).
-/// Returns SteeringHash(dst, dport) for an unfragmented IPv4 UDP packet, either untagged or with
-/// one 802.1Q/802.1ad tag still in-band (QinQ: the kernel moved the outer tag to metadata), and 0
-/// for everything else (non-IPv4, non-UDP, fragments, frames too short to read), which sends it to
-/// member 0, whose socket filter drops it or lets userspace count it.
+/// Returns SteeringHash(dst, dport) for an unfragmented IPv4 UDP packet (whatever outer tag the
+/// kernel moved to metadata), and 0 for everything else (non-IPv4, a tag still in-band, non-UDP,
+/// fragments, frames too short to read), which sends it to member 0, whose socket filter drops it
+/// or lets userspace count it.
 std::vector<sock_filter> BuildFanoutProgram();
 
 /// The per-socket SO_ATTACH_FILTER program. Drops PACKET_OUTGOING frames (the relay must never
 /// capture its own transmissions; the fanout group flag PACKET_FANOUT_FLAG_IGNORE_OUTGOING does
-/// the same earlier on kernels >= 6.2). Accepts, whole, IPv4 frames whose protocol is UDP —
-/// fragments included — and IPv4 frames too short to hold a protocol byte, so that userspace
-/// counts them; also 802.1Q/802.1ad frames whose inner packet is IPv4 UDP or another tag.
+/// the same earlier on kernels >= 6.2) and the frames of VLANs on top of the interface (an outer
+/// tag with a VLAN ID other than 0, or a tag still in-band): a tap on a trunk's parent sees
+/// those, but they are the VLAN interfaces' frames, not the parent's. Accepts, whole, the
+/// interface's own IPv4 frames (untagged or priority-tagged) whose protocol is UDP — fragments
+/// included — and IPv4 frames too short to hold a protocol byte, so that userspace counts them.
 /// Drops everything else.
 std::vector<sock_filter> BuildSocketFilter();
 

@@ -4,19 +4,21 @@
 # under a new ifindex. Each time the interface comes up mcrd must put the group's MAC address in
 # its filter (ip maddr), send an IGMP report for the group out of it (seen on the wire by the
 # sender's side), leave the host without an IP membership, and relay. (Membership on a link that
-# only goes down and up is in membership_link.sh, behind a snooping bridge.)
+# only goes down and up is in membership_link.sh, behind a snooping bridge.) Last, IGMP queries
+# with an 802.1Q tag on in1's wire: a VLAN's query is not in1's and is ignored, a priority-tagged
+# one (VLAN 0) is in1's own.
 #
 #   snd (veth1 10.10.3.1) -- (in1 10.10.3.2) rly (out0 10.10.2.1) -- (veth0 10.10.2.2) rcv
 set -euo pipefail
 . "${MCR_SOURCE_DIR:?}/tests/rig/netns.sh"
 rig_init membership_link_interfaces
 for b in mcrd mcrctl mcrgen; do [ -x "${MCR_BIN:?}/$b" ] || rig_skip "$b not built"; done
-rig_require_tools jq tcpdump
+rig_require_tools jq tcpdump curl python3
 rig_topology
 
 SOCK=$RIG_TMP/mcrd.sock
 rig_bg rly mcrd "$MCR_BIN/mcrd" supervisor --cpus 0 --control-socket-path "$SOCK" \
-  --state-file off --metrics-listen off --membership link --log-level debug
+  --state-file off --metrics-listen 127.0.0.1:9464 --membership link --log-level debug
 rig_wait_file "$SOCK"
 ctl() { rig_exec rly "$MCR_BIN/mcrctl" --socket-path "$SOCK" "$@"; }
 ctl add --name late --input-interface in1 --input-group 239.1.1.1 --input-port 5000 \
@@ -77,4 +79,21 @@ rule=$(ctl --json list | jq -c '.rules[] | select(.id == "late")')
 [ "$(jq -r .input_ifindex <<<"$rule")" = "$new" ] || rig_fail "not capturing on in1's new index $new: $rule"
 [ "$(jq -r .membership.state <<<"$rule")" = active ] || rig_fail "membership not active: $rule"
 echo "ok: list shows the rule on in1's new index $new, membership active"
+
+# 3. Tagged queries: first one for VLAN 100, then a priority-tagged one. mcrd reads in1's IGMP in
+# order, so once the second is counted the first has been seen: the count must rise by one.
+queries() {
+  rig_exec rly curl -sf http://127.0.0.1:9464/metrics \
+    | awk '$1 == "mcr_igmp_queries_total{interface=\"in1\"}" { print $2 }'
+}
+QUERIER=$MCR_SOURCE_DIR/tests/rig/igmp_querier.py
+q0=$(queries)
+[ -n "$q0" ] || rig_fail "no mcr_igmp_queries_total for in1 in /metrics"
+rig_exec snd python3 "$QUERIER" --source 10.10.3.1 --tag 0x0064 --interface veth1
+rig_exec snd python3 "$QUERIER" --source 10.10.3.1 --tag 0xa000 --interface veth1
+for _ in $(seq 50); do [ "$(queries)" -gt "$q0" ] && break; sleep 0.1; done
+q1=$(queries)
+[ "$q1" -eq $((q0 + 1)) ] \
+  || rig_fail "queries counted on in1 went $q0 -> $q1; want one more: VLAN 100's ignored, VLAN 0's taken"
+echo "ok: a query tagged for VLAN 100 is ignored on in1, a priority-tagged one is taken"
 echo "PASS membership_link_interfaces"

@@ -39,15 +39,17 @@ def query(version: int, max_resp_ds: int, group: str = "0.0.0.0", sources=()) ->
     return bytes(m)
 
 
-def send_bad(a) -> None:
-    """One query with a wrong IGMP checksum, straight onto the wire of --interface (a snooping
-    bridge would drop it before it reached anyone)."""
+def send_raw(a) -> None:
+    """One general query straight onto the wire of --interface: with a wrong IGMP checksum (a
+    snooping bridge would drop it before it reached anyone), or with an 802.1Q tag."""
     m = bytearray(query(a.version, a.max_resp_ds))
-    m[2] ^= 0xFF
+    if a.bad_checksum:
+        m[2] ^= 0xFF
     ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(m), 0, 0, 1, 2, 0,
                                socket.inet_aton(a.source), socket.inet_aton("224.0.0.1")))
     struct.pack_into("!H", ip, 10, checksum(bytes(ip)))
-    eth = bytes.fromhex("01005e000001") + bytes.fromhex("020000000001") + b"\x08\x00"
+    tag = b"" if a.tag is None else struct.pack("!HH", 0x8100, a.tag)
+    eth = bytes.fromhex("01005e000001") + bytes.fromhex("020000000001") + tag + b"\x08\x00"
     p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     p.bind((a.interface, 0))
     p.send(eth + bytes(ip) + bytes(m))
@@ -61,12 +63,15 @@ def main() -> None:
     ap.add_argument("--max-resp-ds", type=int, default=5, help="max response time, 1/10 s")
     ap.add_argument("--bad-checksum", action="store_true",
                     help="send one query with a wrong IGMP checksum out of --interface")
-    ap.add_argument("--interface", help="with --bad-checksum")
+    ap.add_argument("--tag", type=lambda v: int(v, 0),
+                    help="send one query with this 802.1Q tag control word (e.g. 0x0064: VLAN "
+                         "100; 0xa000: priority 5, VLAN 0) out of --interface")
+    ap.add_argument("--interface", help="with --bad-checksum or --tag")
     ap.add_argument("--group", help="send one version 3 query for this group, to it, and exit")
     ap.add_argument("--sources", default="", help="with --group: the sources asked about")
     a = ap.parse_args()
-    if a.bad_checksum:
-        send_bad(a)
+    if a.bad_checksum or a.tag is not None:
+        send_raw(a)
         return
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(a.source))
