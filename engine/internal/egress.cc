@@ -1,9 +1,10 @@
 // HOT PATH (EgressBatcher::Add/Flush): no locks, no allocation, no exceptions, no synchronous
-// logging; one sendmsg per run of datagrams, never per packet when packets come in bursts.
+// logging; one send request per run of datagrams, never per packet when packets come in bursts.
 
 #include "engine/internal/egress.h"
 
 #include <arpa/inet.h>
+#include <liburing.h>
 #include <net/if.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
@@ -105,8 +106,18 @@ absl::StatusOr<int> OpenOutputSocket(const OutputSpec& spec, int ifindex, in_add
   return fd;
 }
 
+void EgressBatcher::UseRing(io_uring* ring, uint64_t tag) {
+  ring_ = ring;
+  tag_ = tag;
+  requests_.assign(kMaxInFlight, Request{});
+  free_.clear();
+  free_.reserve(kMaxInFlight);
+  for (uint32_t i = kMaxInFlight; i-- > 0;) free_.push_back(i);
+}
+
 void EgressBatcher::Resize(size_t num_outputs) {
-  // Called between passes: nothing is pending (Flush ran at the end of the last pass).
+  // Called between passes: nothing is pending (Flush ran at the end of the last pass) and no
+  // request refers to a slot (in_flight() is 0).
   slots_.assign(num_outputs, Slot{});
   dirty_.assign(num_outputs, 0);
   num_dirty_ = 0;
@@ -114,11 +125,48 @@ void EgressBatcher::Resize(size_t num_outputs) {
 
 void EgressBatcher::Flush() noexcept {
   for (size_t i = 0; i < num_dirty_; ++i) {
-    Slot& s = slots_[dirty_[i]];
+    const uint32_t index = dirty_[i];
+    Slot& s = slots_[index];
     s.listed = false;
-    if (s.count) FlushSlot(s);
+    if (s.count != 0) {
+      // One run on the ring; anything else, or an output already sending directly in this
+      // pass, directly. An output's runs therefore reach the kernel in order either way.
+      if (ring_ != nullptr && !s.sent_directly && in_flight_ < kMaxInFlight && s.out->fd >= 0 &&
+          RunEnd(s, 0, s.count) == s.count) {
+        Queue(s, index);
+      } else {
+        FlushSlot(s);
+      }
+    }
+    s.sent_directly = false;
   }
   num_dirty_ = 0;
+}
+
+uint32_t EgressBatcher::RunEnd(const Slot& s, uint32_t i, uint32_t n) const noexcept {
+  // GSO runs: equal-size segments (the last may be shorter), same TOS when the TOS is copied per
+  // datagram, at most 64 segments and 65507 bytes, segment within the path MTU.
+  const OutputEntry* out = s.out;
+  const bool copy_tos = out->dscp < 0;
+  const uint32_t first_len = static_cast<uint32_t>(s.iov[i].iov_len);
+  uint32_t j = i + 1;
+  uint32_t total = first_len;
+  // An empty datagram is never part of a run: to the kernel a segment size of 0 means "no
+  // GSO" (a run led by one leaves as one empty datagram), and one ending a run adds no
+  // segment (it vanishes).
+  const uint32_t max_segment = std::min<uint32_t>(out->max_gso_segment, s.route_segment_cap);
+  if (first_len != 0 && first_len <= max_segment) {
+    while (j < n) {
+      const auto len = static_cast<uint32_t>(s.iov[j].iov_len);
+      // Only the DSCP bits are sent (SendRun): datagrams differing in ECN alone share a run.
+      if (len == 0 || (copy_tos && ((s.tos[j] ^ s.tos[i]) & 0xfc) != 0)) break;
+      if (len > first_len || total + len > kMaxGsoBytes) break;
+      total += len;
+      ++j;
+      if (len < first_len) break;  // a shorter datagram may only end a run
+    }
+  }
+  return j;
 }
 
 void EgressBatcher::FlushSlot(Slot& s) noexcept {
@@ -129,44 +177,26 @@ void EgressBatcher::FlushSlot(Slot& s) noexcept {
     out->counters->errors[static_cast<size_t>(EgressError::kNoInterface)].Add(n);
     return;
   }
-  // Split into GSO runs: equal-size segments (the last may be shorter), same TOS when the TOS is
-  // copied per datagram, at most 64 segments and 65507 bytes, segment within the path MTU.
-  const bool copy_tos = out->dscp < 0;
   uint32_t i = 0;
   while (i < n) {
-    const Item& first = s.items[i];
-    uint32_t j = i + 1;
-    uint32_t total = first.len;
-    // An empty datagram is never part of a run: to the kernel a segment size of 0 means "no
-    // GSO" (a run led by one leaves as one empty datagram), and one ending a run adds no
-    // segment (it vanishes).
-    const uint32_t max_segment = std::min<uint32_t>(out->max_gso_segment, s.route_segment_cap);
-    if (first.len != 0 && first.len <= max_segment) {
-      while (j < n) {
-        const Item& it = s.items[j];
-        // Only the DSCP bits are sent (SendRun): datagrams differing in ECN alone share a run.
-        if (it.len == 0 || (copy_tos && ((it.tos ^ first.tos) & 0xfc) != 0)) break;
-        if (it.len > first.len || total + it.len > kMaxGsoBytes) break;
-        total += it.len;
-        ++j;
-        if (it.len < first.len) break;  // a shorter datagram may only end a run
-      }
-    }
-    if (!SendRun(out, &s.items[i], j - i, j - i > 1)) {
-      // The route refused the run as one GSO send (its MTU is below the interface's, or the
-      // path cannot segment) and it went datagram by datagram. Runs for this output stay
-      // within the route's MTU from now on (until the next table swap), so that the failed
-      // attempt is not paid again on every run.
-      int mtu = 0;
-      socklen_t len = sizeof mtu;
-      s.route_segment_cap =
-          getsockopt(out->fd, IPPROTO_IP, IP_MTU, &mtu, &len) == 0 && mtu > 28 &&
-                  static_cast<uint32_t>(mtu - 28) < first.len
-              ? static_cast<uint32_t>(mtu - 28)
-              : 0;  // unknown, or the MTU is not why: no GSO for this output
-    }
+    const uint32_t j = RunEnd(s, i, n);
+    if (!SendRun(out, &s.iov[i], s.tos[i], j - i, j - i > 1))
+      LearnRouteCap(s, static_cast<uint32_t>(s.iov[i].iov_len));
     i = j;
   }
+}
+
+void EgressBatcher::LearnRouteCap(Slot& s, uint32_t refused_len) noexcept {
+  // The route refused the run as one GSO send (its MTU is below the interface's, or the path
+  // cannot segment) and it went datagram by datagram. Runs for this output stay within the
+  // route's MTU from now on (until the next table swap), so that the failed attempt is not paid
+  // again on every run.
+  int mtu = 0;
+  socklen_t len = sizeof mtu;
+  s.route_segment_cap = getsockopt(s.out->fd, IPPROTO_IP, IP_MTU, &mtu, &len) == 0 && mtu > 28 &&
+                                static_cast<uint32_t>(mtu - 28) < refused_len
+                            ? static_cast<uint32_t>(mtu - 28)
+                            : 0;  // unknown, or the MTU is not why: no GSO for this output
 }
 
 namespace {
@@ -192,27 +222,19 @@ bool MayBeIcmpReport(int err) {
 
 }  // namespace
 
-bool EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t n,
-                            bool gso) noexcept {
-  iovec iov[kMaxGsoSegments];
-  uint64_t bytes = 0;
-  for (uint32_t k = 0; k < n; ++k) {
-    iov[k].iov_base = const_cast<uint8_t*>(items[k].data);
-    iov[k].iov_len = items[k].len;
-    bytes += items[k].len;
-  }
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n;
+namespace {
+
+// The control messages of one run: the GSO segment size, and the DSCP when it is copied per
+// datagram. Returns their length in `control` (which holds 64 bytes).
+size_t BuildControl(const OutputEntry* out, uint16_t segment, bool gso, uint8_t tos,
+                    char* control) {
   size_t clen = 0;
   cmsghdr* cm = reinterpret_cast<cmsghdr*>(control);
   if (gso) {
     cm->cmsg_level = SOL_UDP;
     cm->cmsg_type = UDP_SEGMENT;
     cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    const uint16_t seg = static_cast<uint16_t>(items[0].len);
-    memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+    memcpy(CMSG_DATA(cm), &segment, sizeof segment);
     clen += CMSG_SPACE(sizeof(uint16_t));
     cm = reinterpret_cast<cmsghdr*>(control + clen);
   }
@@ -220,42 +242,142 @@ bool EgressBatcher::SendRun(const OutputEntry* out, const Item* items, uint32_t 
     cm->cmsg_level = IPPROTO_IP;
     cm->cmsg_type = IP_TOS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
-    const int tos = items[0].tos & 0xfc;  // DSCP only; ECN is the egress path's business
-    memcpy(CMSG_DATA(cm), &tos, sizeof tos);
+    const int t = tos & 0xfc;  // DSCP only; ECN is the egress path's business
+    memcpy(CMSG_DATA(cm), &t, sizeof t);
     clen += CMSG_SPACE(sizeof(int));
   }
+  return clen;
+}
+static_assert(CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(int)) <= 64);
+
+}  // namespace
+
+bool EgressBatcher::SendRun(const OutputEntry* out, iovec* iov, uint8_t tos, uint32_t n,
+                            bool gso) noexcept {
+  alignas(cmsghdr) char control[64];
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  const size_t clen = BuildControl(out, static_cast<uint16_t>(iov[0].iov_len), gso, tos, control);
   msg.msg_control = clen ? control : nullptr;
   msg.msg_controllen = clen;
-  ++syscalls_;
-  ssize_t sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
+  ++send_calls_;
+  const ssize_t sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
+  return Finish(out, &msg, tos, n, gso, sent < 0 ? errno : 0);
+}
+
+void EgressBatcher::Queue(Slot& s, uint32_t slot_index) noexcept {
+  const uint32_t index = free_.back();
+  free_.pop_back();
+  Request& r = requests_[index];
+  r.out = s.out;
+  r.slot = slot_index;
+  r.count = s.count;
+  r.gso = s.count > 1;
+  r.tos = s.tos[0];
+  std::copy_n(s.iov.begin(), s.count, r.iov.begin());
+  r.msg = msghdr{};
+  r.msg.msg_iov = r.iov.data();
+  r.msg.msg_iovlen = s.count;
+  const size_t clen =
+      BuildControl(s.out, static_cast<uint16_t>(s.iov[0].iov_len), r.gso, r.tos, r.control);
+  r.msg.msg_control = clen ? r.control : nullptr;
+  r.msg.msg_controllen = clen;
+  s.count = 0;
+  io_uring_sqe* sqe;
+  // A full submission queue: hand what is queued to the kernel now (in order), then go on.
+  while ((sqe = io_uring_get_sqe(ring_)) == nullptr) io_uring_submit(ring_);
+  io_uring_prep_sendmsg(sqe, r.out->fd, &r.msg, MSG_DONTWAIT);
+  io_uring_sqe_set_data64(sqe, tag_ | index);
+  ++in_flight_;
+  ++send_calls_;
+}
+
+void EgressBatcher::Complete(const io_uring_cqe* cqe) noexcept {
+  const auto index = static_cast<uint32_t>(io_uring_cqe_get_data64(cqe));
+  Request& r = requests_[index];
+  if (!Finish(r.out, &r.msg, r.tos, r.count, r.gso, cqe->res < 0 ? -cqe->res : 0))
+    LearnRouteCap(slots_[r.slot], static_cast<uint32_t>(r.iov[0].iov_len));
+  free_.push_back(index);
+  --in_flight_;
+}
+
+bool EgressBatcher::Finish(const OutputEntry* out, msghdr* msg, uint8_t tos, uint32_t n, bool gso,
+                           int err) noexcept {
   int icmp_report = 0;
-  if (sent < 0 && MayBeIcmpReport(errno)) {
+  if (err != 0 && MayBeIcmpReport(err)) {
     // An ICMP error about a datagram sent earlier (port or host unreachable, time exceeded,
     // administratively prohibited...) is reported by whichever send comes next, and cleared by
     // reporting it: this run was not sent, so send it again — once. A local cause (no route)
     // fails again and counts below.
-    icmp_report = errno;
-    ++syscalls_;
-    sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
+    icmp_report = err;
+    ++send_calls_;
+    err = sendmsg(out->fd, msg, MSG_DONTWAIT) < 0 ? errno : 0;
   }
-  if (sent >= 0) {
+  if (err == 0) {
     // The report itself is counted once, under its reason.
     if (icmp_report != 0)
       out->counters->errors[static_cast<size_t>(EgressErrorFromErrno(icmp_report))].Add(1);
+    uint64_t bytes = 0;
+    for (uint32_t k = 0; k < n; ++k) bytes += msg->msg_iov[k].iov_len;
     out->counters->packets.Add(n);
     out->counters->bytes.Add(bytes);
     return true;
   }
-  if (gso && (errno == EMSGSIZE || errno == EINVAL || errno == EIO)) {
+  if (gso && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
     // The route refuses this GSO run although the interface's MTU allowed it: a route or path
     // MTU below the interface's, or a path (IPsec) that cannot segment. Datagram by datagram,
     // the kernel fragments what it must.
-    for (uint32_t k = 0; k < n; ++k) SendRun(out, &items[k], 1, false);
+    for (uint32_t k = 0; k < n; ++k) SendRun(out, &msg->msg_iov[k], tos, 1, false);
     return false;
   }
   // Drop this run for this output only; never block the others.
-  out->counters->errors[static_cast<size_t>(EgressErrorFromErrno(errno))].Add(n);
+  out->counters->errors[static_cast<size_t>(EgressErrorFromErrno(err))].Add(n);
   return true;
+}
+
+bool SendsCompleteWhileSubmitted(io_uring* ring, uint64_t tag) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return false;
+  // Fill the send queue: the receiver never reads.
+  char byte = 0;
+  while (send(sv[0], &byte, 1, MSG_DONTWAIT) == 1) {
+  }
+  bool inline_done = false;
+  if (errno == EAGAIN) {
+    iovec iov{&byte, 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    if (sqe != nullptr) {
+      io_uring_prep_sendmsg(sqe, sv[0], &msg, MSG_DONTWAIT);
+      io_uring_sqe_set_data64(sqe, tag);
+      io_uring_submit(ring);
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_peek_cqe(ring, &cqe) == 0 && cqe != nullptr &&
+          io_uring_cqe_get_data64(cqe) == tag) {
+        inline_done = cqe->res == -EAGAIN;
+        io_uring_cqe_seen(ring, cqe);
+      } else {
+        // Still armed: cancel it and wait for its end before the socket and `msg` go away.
+        sqe = io_uring_get_sqe(ring);
+        if (sqe != nullptr) {
+          io_uring_prep_cancel64(sqe, tag, 0);
+          io_uring_sqe_set_data64(sqe, 0);
+          io_uring_submit(ring);
+        }
+        for (int seen = 0; seen < 2;) {
+          if (io_uring_wait_cqe(ring, &cqe) != 0) break;
+          ++seen;
+          io_uring_cqe_seen(ring, cqe);
+        }
+      }
+    }
+  }
+  close(sv[0]);
+  close(sv[1]);
+  return inline_done;
 }
 
 }  // namespace mcr::engine::internal

@@ -1,6 +1,7 @@
-// HOT PATH (Shard::Loop::DrainRing and what it calls): no locks, no allocation, no exceptions,
-// no syscalls outside the ring other than the batched egress sendmsg (and one PACKET_STATISTICS
-// read after a pass over blocks the kernel flagged as losing frames), no synchronous logging.
+// HOT PATH (Shard::Loop::Run's pass and what it calls): no locks, no allocation, no exceptions,
+// no syscalls other than io_uring_enter (which also submits the queued sends), the egress's
+// direct sendmsg for outputs with several runs in a pass (and one PACKET_STATISTICS read after a
+// pass over blocks the kernel flagged as losing frames), no synchronous logging.
 // Everything is allocated when the shard starts or when the control thread swaps a table.
 
 #include "engine/internal/shard.h"
@@ -29,7 +30,7 @@ namespace mcr::engine::internal {
 namespace {
 
 // io_uring user_data: operation in the top byte, the capture ring's id below.
-enum Op : uint64_t { kOpWake = 1, kOpPoll = 2, kOpRecv = 3 };
+enum Op : uint64_t { kOpWake = 1, kOpPoll = 2, kOpRecv = 3, kOpSend = 4, kOpProbe = 5 };
 uint64_t UserData(Op op, uint32_t id) { return (uint64_t{op} << 56) | id; }
 
 uint64_t NowNs() {
@@ -71,6 +72,13 @@ class Shard::Loop {
                         : ""));
     }
     ring_ready_ = true;
+    // Sends go through the ring when the kernel finishes them while submitting: then each pass's
+    // sends ride on the io_uring_enter that waits for the next frames (EgressBatcher). The
+    // blocks a pass read stay ours while that call sleeps, so a ring of few blocks keeps direct
+    // sends: one block held of 2 would halve what a burst can fill while the shard sleeps.
+    if ((cfg_.recv_mode || cfg_.ring.block_count >= kMinBlocksForQueuedSends) &&
+        SendsCompleteWhileSubmitted(&ring_, UserData(kOpProbe, 0)))
+      egress_.UseRing(&ring_, UserData(kOpSend, 0));
     ArmPoll(shard_->wake_fd_, UserData(kOpWake, 0));
     io_uring_submit(&ring_);
     return absl::OkStatus();
@@ -86,38 +94,59 @@ class Shard::Loop {
       // that arrive while a pass runs are the next pass's batch. (Waiting for a batch of
       // completions with a short timeout was tried: it delayed the first frame of every batch by
       // up to the timeout and saved no measurable CPU; see docs/PERFORMANCE.md.)
-      __kernel_timespec ts{1, 0};  // at least once a second for the tick
+      //
+      // The last pass's queued sends go to the kernel with the call below and complete during
+      // it, so it waits for one completion beyond theirs. It does not wait at all while
+      // something is due regardless of traffic: more closed blocks, commands held back until
+      // the sends completed, a receive to re-arm once its buffers are back.
+      //
+      // The sends' results (the outputs' counters, errors to retry) are taken when the call
+      // returns: with sends in flight it returns within 10 ms even if no frame comes, so the
+      // counters of a stream's last datagrams do not wait for the tick. Otherwise it returns at
+      // least once a second, for the tick.
+      const unsigned sends = egress_.in_flight();
+      __kernel_timespec ts{sends != 0 ? 0 : 1, sends != 0 ? 10'000'000 : 0};
       io_uring_cqe* cqe = nullptr;
-      // Busy polling: for a while after the last frame, look for work without sleeping, so the
-      // next frame does not pay for waking this thread (and, on a VM, its idle vCPU).
-      if (backlog) {
-        // More work is already waiting: collect completions (commands) without sleeping.
-        io_uring_submit(&ring_);
-        io_uring_get_events(&ring_);
+      if (backlog || commands_ || RearmDue()) {
+        io_uring_submit_and_get_events(&ring_);
       } else if (cfg_.busy_poll_ns == 0 || !Spin(last_frame + cfg_.busy_poll_ns)) {
-        io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+        // Busy polling (Spin): for a while after the last frame, look for work without
+        // sleeping, so the next frame does not pay for waking this thread (and, on a VM, its
+        // idle vCPU).
+        io_uring_submit_and_wait_timeout(&ring_, &cqe, sends + 1, &ts, nullptr);
       }
       const uint64_t t_work = NowNs();
 
-      bool wake = false;
-      unsigned head, seen = 0;
+      // Send completions and the command doorbell first. Once no send is in flight, the blocks
+      // and buffers the last pass sent from go back to the kernel, and commands may change the
+      // table and inputs those sends referred to.
+      unsigned head, early = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        ++early;
+        HandleCompletion(cqe);
+      }
+      if (egress_.in_flight() == 0) {
+        ReleaseHeld();
+        if (commands_) {
+          commands_ = false;
+          DrainCommands();
+          if (stop_) break;
+        }
+      }
+      // Then frames. (DrainCommands may have added completions: they are handled here too.)
+      unsigned seen = 0;
       PassTally tally;
       io_uring_for_each_cqe(&ring_, head, cqe) {
-        ++seen;
-        HandleCqe(cqe, &wake, tally);
+        if (seen++ < early) {
+          const uint64_t op = io_uring_cqe_get_data64(cqe) >> 56;
+          if (op == kOpSend || op == kOpWake) continue;
+        }
+        HandleCqe(cqe, tally);
       }
       io_uring_cq_advance(&ring_, seen);
       if (tally.received != 0) last_frame = t_work;
 
-      if (cfg_.recv_mode) {
-        // Sends are synchronous: after Flush no kernel call refers to the buffers any more.
-        egress_.Flush();
-        for (auto& in : inputs_) {
-          in.bufs->Publish();
-          if (in.rearm) ArmRecv(in);
-        }
-        Publish(tally);
-      } else {
+      if (!cfg_.recv_mode) {
         // Every wake-up looks at every ring: checking an idle ring is one load, and it spares
         // tracking which poll fired. A pass takes at most kBlocksPerPass blocks from each: under
         // overload the kernel closes blocks as fast as they are handed back, and draining one
@@ -125,10 +154,14 @@ class Shard::Loop {
         // and the tick would wait for the overload to pass.
         backlog = false;
         for (auto& in : inputs_) {
-          if (DrainRing(in, &backlog) != 0) last_frame = t_work;
+          if (DrainRing(in, tally, &backlog) != 0) last_frame = t_work;
         }
       }
-      if (wake) DrainCommands();
+      // Direct sends are done when Flush returns; queued ones when the next call completes
+      // them. Blocks and buffers stay ours until then.
+      egress_.Flush();
+      if (egress_.in_flight() == 0) ReleaseHeld();
+      Publish(tally);
 
       const uint64_t t_end = NowNs();
       busy += t_end - t_work;
@@ -146,6 +179,8 @@ class Shard::Loop {
   // Ring mode: blocks taken from one input's ring per pass (see Run). A default block holds
   // ~100 full-size frames, so a pass stays well under a millisecond.
   static constexpr uint32_t kBlocksPerPass = 4;
+  // Ring mode: fewest blocks per ring with which sends are queued on the io_uring (see Init).
+  static constexpr uint32_t kMinBlocksForQueuedSends = 16;
 
   struct Input {
     uint32_t id = 0;
@@ -156,6 +191,7 @@ class Shard::Loop {
     IngressCounters* counters = nullptr;
     bool rearm = false;        // recv mode: the multishot receive ended; arm it again
     bool ip_only = false;      // captures start at the IP header (no Ethernet header)
+    uint32_t held = 0;         // ring mode: blocks taken, not yet handed back (sends may read them)
     Input() = default;
     // Moves transfer the recv-mode fd: a moved-from Input must not close it.
     Input(Input&& o) noexcept { *this = std::move(o); }
@@ -168,6 +204,7 @@ class Shard::Loop {
       std::swap(counters, o.counters);
       std::swap(rearm, o.rearm);
       std::swap(ip_only, o.ip_only);
+      std::swap(held, o.held);
       return *this;
     }
     ~Input() {
@@ -220,14 +257,30 @@ class Shard::Loop {
     return nullptr;
   }
 
-  void HandleCqe(const io_uring_cqe* cqe, bool* wake, PassTally& tally) {
+  // Completions that free what sends hold or start commands: sends and the command doorbell.
+  void HandleCompletion(const io_uring_cqe* cqe) noexcept {
+    const uint64_t ud = io_uring_cqe_get_data64(cqe);
+    switch (ud >> 56) {
+      case kOpSend:
+        egress_.Complete(cqe);
+        break;
+      case kOpWake:
+        commands_ = true;
+        if (!(cqe->flags & IORING_CQE_F_MORE)) ArmPoll(shard_->wake_fd_, ud);
+        break;
+      default:
+        break;
+    }
+  }
+
+  void HandleCqe(const io_uring_cqe* cqe, PassTally& tally) {
     const uint64_t ud = io_uring_cqe_get_data64(cqe);
     const uint32_t id = static_cast<uint32_t>(ud);
     const bool more = cqe->flags & IORING_CQE_F_MORE;
     switch (ud >> 56) {
+      case kOpSend:
       case kOpWake:
-        *wake = true;
-        if (!more) ArmPoll(shard_->wake_fd_, ud);
+        HandleCompletion(cqe);
         break;
       case kOpPoll: {
         Input* in = FindInput(id);
@@ -255,7 +308,7 @@ class Shard::Loop {
           } else {  // cannot happen: the kernel writes the header before any frame
             shard_->counters_.drops[static_cast<size_t>(ParseResult::kTruncatedEthernet)].Add(1);
           }
-          in->bufs->Recycle(bid);  // invisible to the kernel until Publish(), after the flush
+          in->bufs->Recycle(bid);  // invisible to the kernel until ReleaseHeld()
         } else if (cqe->res == -ENOBUFS) {
           shard_->counters_.no_buffer.Add(1);
         } else if (cqe->res == -ENETDOWN || cqe->res == -ENXIO) {
@@ -329,7 +382,7 @@ class Shard::Loop {
     if (t.unmatched) c.unmatched.Add(t.unmatched);
     if (t.mismatch) c.steering_mismatch.Add(t.mismatch);
     if (t.offload_frames) c.offload_frames.Add(t.offload_frames);
-    c.sendmsg_calls.Set(egress_.syscalls());
+    c.sendmsg_calls.Set(egress_.send_calls());
   }
 
   // Busy polling until `deadline` (CLOCK_MONOTONIC ns): true as soon as there is work — a
@@ -349,63 +402,73 @@ class Shard::Loop {
     return false;
   }
 
-  // Handles up to kBlocksPerPass closed blocks of `in`'s ring; sets *more if it stopped with
-  // closed blocks left. Returns the number of frames handled.
+  // Takes closed blocks of `in`'s ring and queues their frames for sending: at most
+  // kBlocksPerPass, and at most half the ring, held at once (the kernel keeps filling the rest).
+  // Sets *more if it stopped with closed blocks left. Returns the number of frames handled.
   //
-  // Blocks are sent in groups with one Flush each: when the shard is behind, each output's
-  // datagrams from the whole group go out as one GSO run instead of one per block, so a shard
-  // gets cheaper per packet as its backlog grows. When it keeps up, a pass has one block and
-  // nothing waits longer than before. A group never holds more than half the ring (the
-  // kernel keeps filling the rest meanwhile): 4 blocks of the default 64, 1 of a 2-block ring.
-  uint64_t DrainRing(Input& in, bool* more) noexcept {
+  // The blocks stay ours until their sends completed (ReleaseHeld). When the shard is behind, a
+  // pass takes several blocks, and each output's datagrams from all of them go out as one GSO
+  // run instead of one per block, so a shard gets cheaper per packet as its backlog grows. When
+  // it keeps up, a pass has one block and nothing waits longer than before.
+  uint64_t DrainRing(Input& in, PassTally& tally, bool* more) noexcept {
+    const uint32_t limit =
+        std::min<uint32_t>(kBlocksPerPass, std::max(1u, in.ring->block_count() / 2));
     uint64_t frames = 0;
     bool losing = false;
-    const uint32_t group =
-        std::min<uint32_t>(kBlocksPerPass, std::max(1u, in.ring->block_count() / 2));
-    for (uint32_t taken = 0;;) {
-      if (taken == kBlocksPerPass) {
-        *more = in.ring->PeekBlock() != nullptr;
-        break;
-      }
-      PassTally tally;
-      const uint32_t want = std::min(group, kBlocksPerPass - taken);
-      uint32_t blocks = 0;
-      for (; blocks < want; ++blocks) {
-        tpacket_block_desc* bd = in.ring->PeekBlock(blocks);
-        if (bd == nullptr) break;
-        losing |= (bd->hdr.bh1.block_status & TP_STATUS_LOSING) != 0;
-        const uint32_t n = bd->hdr.bh1.num_pkts;
-        auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +
-                                                        bd->hdr.bh1.offset_to_first_pkt);
-        for (uint32_t k = 0; k < n; ++k) {
-          // A slot without TP_STATUS_USER was abandoned half-written: the kernel reserved it,
-          // then could not describe the frame in its virtio_net_hdr (a UDP GSO frame before
-          // Linux 6.2, an old-style UFO frame from a tap on any kernel) and counted it in
-          // tp_drops instead. Its tp_mac and tp_snaplen are whatever the slot held before.
-          if (h->tp_status & TP_STATUS_USER) {
-            ++tally.received;
-            const uint8_t* frame = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
-            Process(frame, h->tp_snaplen,
-                    in.ip_only ? 0 : OffloadSegmentSize(frame - kVnetHdrLen), in, tally);
-          }
-          h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(h) +
-                                                    h->tp_next_offset);
+    while (in.held < limit) {
+      tpacket_block_desc* bd = in.ring->PeekBlock(in.held);
+      if (bd == nullptr) break;
+      losing |= (bd->hdr.bh1.block_status & TP_STATUS_LOSING) != 0;
+      const uint32_t n = bd->hdr.bh1.num_pkts;
+      auto* h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(bd) +
+                                                      bd->hdr.bh1.offset_to_first_pkt);
+      for (uint32_t k = 0; k < n; ++k) {
+        // A slot without TP_STATUS_USER was abandoned half-written: the kernel reserved it,
+        // then could not describe the frame in its virtio_net_hdr (a UDP GSO frame before
+        // Linux 6.2, an old-style UFO frame from a tap on any kernel) and counted it in
+        // tp_drops instead. Its tp_mac and tp_snaplen are whatever the slot held before.
+        if (h->tp_status & TP_STATUS_USER) {
+          ++tally.received;
+          const uint8_t* frame = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
+          Process(frame, h->tp_snaplen, in.ip_only ? 0 : OffloadSegmentSize(frame - kVnetHdrLen),
+                  in, tally);
         }
-        frames += n;
+        h = reinterpret_cast<const tpacket3_hdr*>(reinterpret_cast<const uint8_t*>(h) +
+                                                  h->tp_next_offset);
       }
-      if (blocks == 0) break;
-      // Sends are synchronous: once Flush returns nothing refers to the blocks any more.
-      egress_.Flush();
-      in.ring->ReleaseBlocks(blocks);
-      Publish(tally);
-      taken += blocks;
-      if (blocks < want) break;  // the ring ran dry
+      frames += n;
+      ++in.held;
     }
+    if (in.held == limit && in.held < in.ring->block_count() &&
+        in.ring->PeekBlock(in.held) != nullptr)
+      *more = true;
     // The kernel marks every block it closes while its drop count is unread. Take the count now
     // rather than at the next tick: the drop counters then follow an overflow as it happens,
     // and reading clears the mark, so this costs one system call per pass only while losing.
     if (losing) in.counters->kernel_drops.Add(TakeKernelDrops(in.fd));
     return frames;
+  }
+
+  // No send is in flight: hand the blocks and buffers sends read back to the kernel, and re-arm
+  // the receives that ended (for want of buffers, or an error).
+  void ReleaseHeld() noexcept {
+    for (auto& in : inputs_) {
+      if (in.ring) {
+        if (in.held != 0) in.ring->ReleaseBlocks(in.held);
+        in.held = 0;
+      } else {
+        in.bufs->Publish();
+        if (in.rearm) ArmRecv(in);
+      }
+    }
+  }
+
+  // Recv mode: a receive waits to be re-armed (until then its input yields no completion).
+  bool RearmDue() const noexcept {
+    if (!cfg_.recv_mode) return false;
+    for (const auto& in : inputs_)
+      if (in.rearm) return true;
+    return false;
   }
 
   void DrainCommands() {
@@ -523,6 +586,7 @@ class Shard::Loop {
   io_uring ring_{};
   bool ring_ready_ = false;
   bool stop_ = false;
+  bool commands_ = false;  // the command doorbell rang; handled once no send is in flight
   uint32_t next_input_id_ = 1;
   std::vector<Input> inputs_;
   std::vector<Input> closing_;  // recv mode: closed inputs whose receive has not ended yet
