@@ -180,7 +180,7 @@ void EgressBatcher::FlushSlot(Slot& s) noexcept {
   uint32_t i = 0;
   while (i < n) {
     const uint32_t j = RunEnd(s, i, n);
-    if (!SendRun(out, &s.iov[i], s.tos[i], j - i, j - i > 1))
+    if (!SendRun(out, &s.iov[i], s.tos[i], j - i))
       LearnRouteCap(s, static_cast<uint32_t>(s.iov[i].iov_len));
     i = j;
   }
@@ -224,13 +224,18 @@ bool MayBeIcmpReport(int err) {
 
 namespace {
 
-// The control messages of one run: the GSO segment size, and the DSCP when it is copied per
-// datagram. Returns their length in `control` (which holds 64 bytes).
-size_t BuildControl(const OutputEntry* out, uint16_t segment, bool gso, uint8_t tos,
-                    char* control) {
+// The message of one run of `n` datagrams at `iov` to `out`: a GSO run when n > 1, with its
+// segment size, and the DSCP when it is copied per datagram, as control messages in `control`
+// (64 bytes).
+void BuildMsg(const OutputEntry* out, iovec* iov, uint32_t n, uint8_t tos, char* control,
+              msghdr* msg) {
+  *msg = msghdr{};
+  msg->msg_iov = iov;
+  msg->msg_iovlen = n;
   size_t clen = 0;
   cmsghdr* cm = reinterpret_cast<cmsghdr*>(control);
-  if (gso) {
+  if (n > 1) {
+    const auto segment = static_cast<uint16_t>(iov[0].iov_len);
     cm->cmsg_level = SOL_UDP;
     cm->cmsg_type = UDP_SEGMENT;
     cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
@@ -246,24 +251,20 @@ size_t BuildControl(const OutputEntry* out, uint16_t segment, bool gso, uint8_t 
     memcpy(CMSG_DATA(cm), &t, sizeof t);
     clen += CMSG_SPACE(sizeof(int));
   }
-  return clen;
+  msg->msg_control = clen ? control : nullptr;
+  msg->msg_controllen = clen;
 }
 static_assert(CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(int)) <= 64);
 
 }  // namespace
 
-bool EgressBatcher::SendRun(const OutputEntry* out, iovec* iov, uint8_t tos, uint32_t n,
-                            bool gso) noexcept {
+bool EgressBatcher::SendRun(const OutputEntry* out, iovec* iov, uint8_t tos, uint32_t n) noexcept {
   alignas(cmsghdr) char control[64];
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n;
-  const size_t clen = BuildControl(out, static_cast<uint16_t>(iov[0].iov_len), gso, tos, control);
-  msg.msg_control = clen ? control : nullptr;
-  msg.msg_controllen = clen;
+  msghdr msg;
+  BuildMsg(out, iov, n, tos, control, &msg);
   ++send_calls_;
   const ssize_t sent = sendmsg(out->fd, &msg, MSG_DONTWAIT);
-  return Finish(out, &msg, tos, n, gso, sent < 0 ? errno : 0);
+  return Finish(out, &msg, tos, sent < 0 ? errno : 0);
 }
 
 void EgressBatcher::Queue(Slot& s, uint32_t slot_index) noexcept {
@@ -272,17 +273,9 @@ void EgressBatcher::Queue(Slot& s, uint32_t slot_index) noexcept {
   Request& r = requests_[index];
   r.out = s.out;
   r.slot = slot_index;
-  r.count = s.count;
-  r.gso = s.count > 1;
   r.tos = s.tos[0];
   std::copy_n(s.iov.begin(), s.count, r.iov.begin());
-  r.msg = msghdr{};
-  r.msg.msg_iov = r.iov.data();
-  r.msg.msg_iovlen = s.count;
-  const size_t clen =
-      BuildControl(s.out, static_cast<uint16_t>(s.iov[0].iov_len), r.gso, r.tos, r.control);
-  r.msg.msg_control = clen ? r.control : nullptr;
-  r.msg.msg_controllen = clen;
+  BuildMsg(s.out, r.iov.data(), s.count, r.tos, r.control, &r.msg);
   s.count = 0;
   io_uring_sqe* sqe;
   // A full submission queue: hand what is queued to the kernel now (in order), then go on.
@@ -296,14 +289,14 @@ void EgressBatcher::Queue(Slot& s, uint32_t slot_index) noexcept {
 void EgressBatcher::Complete(const io_uring_cqe* cqe) noexcept {
   const auto index = static_cast<uint32_t>(io_uring_cqe_get_data64(cqe));
   Request& r = requests_[index];
-  if (!Finish(r.out, &r.msg, r.tos, r.count, r.gso, cqe->res < 0 ? -cqe->res : 0))
+  if (!Finish(r.out, &r.msg, r.tos, cqe->res < 0 ? -cqe->res : 0))
     LearnRouteCap(slots_[r.slot], static_cast<uint32_t>(r.iov[0].iov_len));
   free_.push_back(index);
   --in_flight_;
 }
 
-bool EgressBatcher::Finish(const OutputEntry* out, msghdr* msg, uint8_t tos, uint32_t n, bool gso,
-                           int err) noexcept {
+bool EgressBatcher::Finish(const OutputEntry* out, msghdr* msg, uint8_t tos, int err) noexcept {
+  const auto n = static_cast<uint32_t>(msg->msg_iovlen);
   int icmp_report = 0;
   if (err != 0 && MayBeIcmpReport(err)) {
     // An ICMP error about a datagram sent earlier (port or host unreachable, time exceeded,
@@ -324,11 +317,11 @@ bool EgressBatcher::Finish(const OutputEntry* out, msghdr* msg, uint8_t tos, uin
     out->counters->bytes.Add(bytes);
     return true;
   }
-  if (gso && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
+  if (n > 1 && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
     // The route refuses this GSO run although the interface's MTU allowed it: a route or path
     // MTU below the interface's, or a path (IPsec) that cannot segment. Datagram by datagram,
     // the kernel fragments what it must.
-    for (uint32_t k = 0; k < n; ++k) SendRun(out, &msg->msg_iov[k], tos, 1, false);
+    for (uint32_t k = 0; k < n; ++k) SendRun(out, &msg->msg_iov[k], tos, 1);
     return false;
   }
   // Drop this run for this output only; never block the others.

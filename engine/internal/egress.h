@@ -110,8 +110,6 @@ class EgressBatcher {
   struct Request {
     const OutputEntry* out = nullptr;
     uint32_t slot = 0;
-    uint32_t count = 0;
-    bool gso = false;
     uint8_t tos = 0;
     msghdr msg{};
     alignas(cmsghdr) char control[64];
@@ -123,14 +121,14 @@ class EgressBatcher {
   uint32_t RunEnd(const Slot& s, uint32_t i, uint32_t n) const noexcept;
   // Queues the slot's datagrams, one run, as a request on the ring.
   void Queue(Slot& s, uint32_t slot_index) noexcept;
-  /// Sends one run with sendmsg. Returns false when the kernel refused it as a GSO send and it
-  /// went out datagram by datagram instead (the route's MTU is below the segment size).
-  bool SendRun(const OutputEntry* out, iovec* iov, uint8_t tos, uint32_t n, bool gso) noexcept;
+  /// Sends one run of `n` datagrams with sendmsg (a GSO send when n > 1). Returns false when the
+  /// kernel refused it as a GSO send and it went out datagram by datagram instead (the route's
+  /// MTU is below the segment size).
+  bool SendRun(const OutputEntry* out, iovec* iov, uint8_t tos, uint32_t n) noexcept;
   // What happened to a run sent as `msg`: err 0 for sent. Retries once after an error reported
   // for an earlier datagram; falls back to single datagrams when GSO was refused (returns
   // false); counts.
-  bool Finish(const OutputEntry* out, msghdr* msg, uint8_t tos, uint32_t n, bool gso,
-              int err) noexcept;
+  bool Finish(const OutputEntry* out, msghdr* msg, uint8_t tos, int err) noexcept;
   // After a refused GSO run: runs of the slot stay within the route's MTU from now on.
   void LearnRouteCap(Slot& s, uint32_t refused_len) noexcept;
 

@@ -92,6 +92,17 @@ uint64_t Drops(const EngineStats& st, const std::string& reason) {
   return n;
 }
 
+// `count` datagrams of flow 1, numbered from *seq on, back to back: one UDP GSO send of them
+// (with Sender::SetGso(size)) reaches the relay as a burst of `count` frames.
+std::vector<uint8_t> Burst(uint64_t* seq, int count, size_t size) {
+  std::vector<uint8_t> burst;
+  for (int k = 0; k < count; ++k) {
+    const std::vector<uint8_t> p = MakePayload((*seq)++, 1, size);
+    burst.insert(burst.end(), p.begin(), p.end());
+  }
+  return burst;
+}
+
 // Pins the calling thread to one CPU until destroyed, then restores its CPU set.
 class CpuPin {
  public:
@@ -1391,12 +1402,7 @@ TEST_P(EngineRingTest, ABlockIsRefilledOnlyAfterItsSendsCompleted) {
       ASSERT_TRUE(pin.ok());
       uint64_t seq = 0;
       for (int b = 0; b < kBursts; ++b) {
-        std::vector<uint8_t> burst;
-        for (int k = 0; k < kSegments; ++k) {
-          const std::vector<uint8_t> p = MakePayload(seq++, 1, kSize);
-          burst.insert(burst.end(), p.begin(), p.end());
-        }
-        tx.Send("239.1.1.1", 5000, burst);
+        tx.Send("239.1.1.1", 5000, Burst(&seq, kSegments, kSize));
       }
     }
     const auto got = rx->Collect(size_t{kBursts} * kSegments, 500);
@@ -1444,12 +1450,7 @@ TEST_P(EngineRingTest, AShardBehindSendsSeveralBlocksPerCallAndKeepsOrder) {
       ASSERT_TRUE(pin.ok());
       uint64_t seq = 0;
       for (int b = 0; b < kBursts; ++b) {
-        std::vector<uint8_t> burst;
-        for (int k = 0; k < segments; ++k) {
-          const std::vector<uint8_t> p = MakePayload(seq++, 1, kSize);
-          burst.insert(burst.end(), p.begin(), p.end());
-        }
-        tx.Send("239.1.1.1", 5000, burst);
+        tx.Send("239.1.1.1", 5000, Burst(&seq, segments, kSize));
         // Long enough for the burst's last block to time out (1 ms, on a tick of up to 4 ms)
         // before the next burst: each burst's blocks are its own.
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
